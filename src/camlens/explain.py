@@ -1,0 +1,192 @@
+"""``camlens.explain``: one forward, one backward, every requested method."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .cam import classifier_weights
+from .capture import Forward, record_forward
+from .explanation import Explanation
+from .guided import GuidedReLUs, GuidedSwitch
+from .layers import LayerSpec, auto_layer, resolve_layer
+from .methods import METHODS, weighted_sum
+from .modelstate import evaluation_mode
+from .outputs import OutputSelector, select_output
+from .targets import TargetScores, as_target
+
+__all__ = ["explain"]
+
+
+def _check_methods(methods: str | Iterable[str]) -> tuple[str, ...]:
+    names = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not names:
+        raise ValueError(f"no method requested; choose from {', '.join(METHODS)}")
+    for name in names:
+        if name not in METHODS:
+            close = difflib.get_close_matches(str(name), list(METHODS), n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(METHODS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _check_images(images: object) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), not {type(images).__name__}")
+    if images.dim() != 4:
+        fix = " (add a batch dimension: images.unsqueeze(0))" if images.dim() == 3 else ""
+        raise ValueError(f"images must have shape (B, C, H, W); got {tuple(images.shape)}{fix}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (B = 0); nothing to explain")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point tensor (preprocessed for the model), not {images.dtype}")
+    finite = torch.isfinite(images)
+    if not finite.all():
+        bad = sorted({int(i) for i in (~finite).flatten(1).any(dim=1).nonzero().flatten()})
+        raise ValueError(f"images contain NaN or infinite values (batch indices {bad})")
+
+
+def _slots(image_index: torch.Tensor) -> list[torch.Tensor]:
+    """Split rows so that no image appears twice in a group: one backward per group then gives
+    every row its own gradient (samples do not interact in eval mode)."""
+    seen: dict[int, int] = {}
+    slot_of_row = []
+    for image in image_index.tolist():
+        slot_of_row.append(seen.get(image, 0))
+        seen[image] = slot_of_row[-1] + 1
+    slot = torch.tensor(slot_of_row, device=image_index.device)
+    return [(slot == s).nonzero().flatten() for s in range(max(seen.values()))]
+
+
+def _gradients(
+    forward: Forward, activations: torch.Tensor, target: TargetScores, switch: GuidedSwitch | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-row gradients of the target scores w.r.t. the activations, and (when ``switch`` is given)
+    guided gradients w.r.t. the input; only ``torch.autograd.grad`` to those tensors."""
+    groups = _slots(target.image_index)
+    gradients = activations.new_empty((len(target.image_index), *activations.shape[1:]))
+    input_gradients = forward.inputs.new_empty((len(target.image_index), *forward.inputs.shape[1:])) if switch else None
+    for number, rows in enumerate(groups):
+        last = number == len(groups) - 1
+        score = target.scores[rows].sum()
+        images = target.image_index[rows]
+        (grad,) = torch.autograd.grad(score, activations, retain_graph=not last or switch is not None)
+        gradients[rows] = grad[images]
+        if switch is not None:
+            switch.guided = True
+            try:
+                (guided,) = torch.autograd.grad(score, forward.inputs, retain_graph=not last)
+            finally:
+                switch.guided = False
+            input_gradients[rows] = guided[images]
+    return gradients, input_gradients
+
+
+def explain(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: LayerSpec = "auto",
+    methods: str | Sequence[str] = ("gradcam",),
+    target: object = None,
+    *,
+    output: OutputSelector = None,
+    call: int = -1,
+    eval_mode: bool = True,
+) -> Explanation:
+    """Explain ``model``'s decision on ``images`` with one or more CAM methods.
+
+    Args:
+        model: any ``nn.Module``; it is left exactly as it was (mode, parameters, hooks).
+        images: (B, C, H, W) float tensor, already preprocessed for the model.
+        layer: a dotted module name (``"layer4"``, ``"features.29"``), the module itself, or
+            ``"auto"``: the last layer with a spatial output on these images
+            (see :func:`camlens.layers.auto_layer`).
+        methods: names from :data:`camlens.METHODS`. All share one forward pass and one backward
+            pass (per target row group); Guided methods add a backward to the input over the same forward.
+        target: what to explain (see :func:`camlens.targets.as_target`): ``None`` = the top-1
+            class of each image, an int, one int per image, ``"top5"``, a Target, or a callable.
+        output: which part of a tuple/dict output to explain (see :func:`camlens.outputs.select_output`).
+        call: for a layer the model calls several times in one forward (ResNet's shared ``relu``),
+            which call's output to explain: ``-1`` (default) the last one.
+        eval_mode: run in eval mode (dropout off, batch-norm running statistics), restoring every
+            module's own mode afterwards. With ``False`` and batch-norm in training mode, images
+            of a batch influence each other's scores.
+
+    Returns:
+        An :class:`~camlens.explanation.Explanation`; see there for the shapes.
+    """
+    names = _check_methods(methods)
+    _check_images(images)
+    target_fn = as_target(target)
+    kinds = {METHODS[name].kind for name in names}
+    guided = "input" in kinds
+    needs_gradients = guided or any(METHODS[name].needs_gradients for name in names)
+
+    with evaluation_mode(model, eval_mode):
+        layer_name = auto_layer(model, images) if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0]
+        module = model.get_submodule(layer_name) if layer_name else model
+        switch = GuidedSwitch() if guided else None
+        with GuidedReLUs(switch) if switch else nullcontext():
+            forward = record_forward(model, images, {layer_name: module}, input_gradients=guided)
+        with torch.inference_mode(False), torch.enable_grad():
+            prediction = select_output(forward.output, output)
+            activations = forward.activations(layer_name, call)
+            if activations.shape[0] != images.shape[0]:
+                raise ValueError(f"layer {layer_name!r} output has batch size {activations.shape[0]}, the input {images.shape[0]}")
+            scores = target_fn(prediction)
+            if not torch.isfinite(scores.scores).all():
+                raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
+            gradients, input_gradients = (
+                _gradients(forward, activations, scores, switch) if needs_gradients else (None, None)
+            )
+        del forward  # the graph after the layer dies here
+
+    activations = activations.detach()
+    rows_activations = activations[scores.image_index]
+    layer_maps: dict[str, torch.Tensor] = {}
+    weights: dict[str, torch.Tensor] = {}
+    for name in names + (("gradcam",) if "guided_gradcam" in names and "gradcam" not in names else ()):
+        method = METHODS[name]
+        if method.kind == "weights":
+            if name == "cam":
+                weights[name] = classifier_weights(model, activations, prediction, scores.image_index, scores.classes)
+            else:
+                weights[name] = method.rule(rows_activations, gradients)
+            layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
+        elif method.kind == "spatial":
+            layer_maps[name] = method.rule(rows_activations, gradients).clamp_min(0)
+
+    size = images.shape[-2:]
+    maps: dict[str, torch.Tensor] = {}
+    if layer_maps:
+        stacked = torch.stack(list(layer_maps.values()), dim=1)
+        upsampled = F.interpolate(stacked, size=size, mode="bilinear", align_corners=False)
+        maps = dict(zip(layer_maps, upsampled.unbind(dim=1), strict=True))
+    input_maps: dict[str, torch.Tensor] = {}
+    if "guided_backprop" in names:
+        input_maps["guided_backprop"] = input_gradients
+    if "guided_gradcam" in names:
+        input_maps["guided_gradcam"] = input_gradients * maps["gradcam"].unsqueeze(1)
+    for name, attribution in input_maps.items():
+        maps[name] = attribution.abs().amax(dim=1)
+
+    keep = lambda table: {name: table[name] for name in names if name in table}  # noqa: E731
+    return Explanation(
+        layer=layer_name,
+        methods=names,
+        layer_maps=keep(layer_maps),
+        maps=keep(maps),
+        weights=keep(weights),
+        input_maps=keep(input_maps),
+        scores=scores.scores.detach(),
+        targets=scores.classes,
+        image_index=scores.image_index,
+        outputs=prediction.detach(),
+        activations=activations,
+        gradients=gradients,
+    )

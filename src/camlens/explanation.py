@@ -1,0 +1,56 @@
+"""The result of :func:`camlens.explain`, and normalization of maps for display."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Explanation", "normalize"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Maps for N explained rows (one per image and target class; ``image_index`` says which image).
+
+    Per method name ``m``:
+
+    - ``layer_maps[m]`` (N, h, w): the map at the layer's resolution, after the method's ReLU;
+    - ``maps[m]`` (N, H, W): ``layer_maps[m]`` bilinearly upsampled to the input size, *not*
+      normalized (see :func:`normalize`); for input methods (Guided Backprop, Guided Grad-CAM) the
+      maximum over input channels of the absolute attribution;
+    - ``weights[m]`` (N, K): channel weights, for methods that define them;
+    - ``input_maps[m]`` (N, C, H, W): input-resolution attributions of the input methods.
+
+    Shared: ``scores`` (N,) the target's value, ``targets`` (N,) the class explained (``-1`` for
+    targets that name no class), ``image_index`` (N,), ``outputs`` the model's (selected) output
+    for the B images, ``activations`` (B, K, h, w) and ``gradients`` (N, K, h, w) at the layer
+    (``None`` when no method needed gradients). All tensors are detached and on the input's device.
+    """
+
+    layer: str
+    methods: tuple[str, ...]
+    layer_maps: Mapping[str, torch.Tensor]
+    maps: Mapping[str, torch.Tensor]
+    weights: Mapping[str, torch.Tensor]
+    input_maps: Mapping[str, torch.Tensor]
+    scores: torch.Tensor
+    targets: torch.Tensor
+    image_index: torch.Tensor
+    outputs: torch.Tensor
+    activations: torch.Tensor
+    gradients: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Min–max normalize each map of ``maps`` (N, ...) to [0, 1] over all but the first dimension.
+    A constant map becomes all zeros (it highlights nothing)."""
+    flat = maps.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    span = flat.max(dim=1, keepdim=True).values - low
+    scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), torch.zeros_like(flat))
+    return scaled.view_as(maps)

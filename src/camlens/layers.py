@@ -1,0 +1,100 @@
+"""Finding the layer to explain: by dotted name, by module object, or automatically on the input."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["LayerSpec", "resolve_layer", "layer_output_shapes", "auto_layer"]
+
+LayerSpec = str | nn.Module
+
+
+def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
+    """Return ``(dotted name, module)`` for a layer given by dotted name or module object.
+
+    Raises ``ValueError`` naming close matches and the candidates when the name is unknown.
+    """
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise ValueError(f"the {type(layer).__name__} module given as layer is not part of the model")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a dotted module name or an nn.Module, not {type(layer).__name__}")
+    modules = dict(model.named_modules())
+    if layer and layer in modules:
+        return layer, modules[layer]
+    names = [name for name in modules if name]
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    top = [name for name in names if "." not in name]
+    raise ValueError(
+        f"layer {layer!r} not found in {type(model).__name__}.{hint} "
+        f"Top-level layers: {', '.join(top)}. "
+        "camlens.layer_output_shapes(model, images) lists every layer with its output shape."
+    )
+
+
+@dataclass(frozen=True)
+class _Produced:
+    name: str
+    output: object
+
+
+def _probe(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object]) -> list[_Produced]:
+    """Every named module's output in the order the outputs were produced (last call wins)."""
+    produced: dict[str, _Produced] = {}
+
+    def record(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+            produced.pop(name, None)  # re-insert: the order follows a reused module's last call
+            produced[name] = _Produced(name, output)
+
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            run(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(produced.values())
+
+
+def layer_output_shapes(
+    model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object] | None = None
+) -> dict[str, tuple[int, ...] | None]:
+    """Run one forward pass without autograd and return each named module's output shape, in the
+    order the outputs were produced; ``None`` where the output is not a tensor."""
+    return {
+        p.name: tuple(p.output.shape) if isinstance(p.output, torch.Tensor) else None
+        for p in _probe(model, images, run or model)
+    }
+
+
+def auto_layer(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object] | None = None) -> str:
+    """The layer ``"auto"`` means: the last module, in the order outputs are produced on these
+    images, whose output is a ``(B, C, h, w)`` tensor with ``h·w > 1``. When several nested modules
+    return that same tensor (``layer4``, ``layer4.2``, ``layer4.2.relu``) the outermost is named.
+
+    Only the first image is run, so the cost is one forward pass at batch size 1.
+    """
+    produced = _probe(model, images[:1], run or model)
+    spatial = [
+        p for p in produced
+        if isinstance(p.output, torch.Tensor) and p.output.dim() == 4 and p.output.shape[-1] * p.output.shape[-2] > 1
+    ]
+    if not spatial:
+        raise ValueError(
+            f"no layer of {type(model).__name__} produces a spatial (B, C, h, w) output on images of shape "
+            f"{tuple(images.shape)}; CAM methods need a convolutional layer"
+        )
+    last = spatial[-1].output
+    same = [p.name for p in spatial if p.output is last]
+    return min(same, key=lambda name: (name.count("."), len(name)))
