@@ -71,6 +71,8 @@ class ClassTarget(Target):
         scores = _class_scores(output, self.score)
         batch, num_classes = scores.shape
         classes = torch.as_tensor(self.classes, device=output.device)
+        if classes.numel() == 0:
+            classes = classes.long()  # an empty list has no dtype to check; its length is the error
         if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
             raise TypeError(f"class indices must be integers, got {classes.dtype}")
         classes = classes.long()
