@@ -81,7 +81,7 @@ def test_model_left_exactly_as_it_was_after_calls_and_exceptions(name, layer, si
     images = random_images(2, size)
     before = snapshot(model)
 
-    explanation = camlens.explain(model, images, layer=layer, methods=("gradcam", "xgradcam", "guided_gradcam"))
+    explanation = camlens.explain(model, images, layer=layer, methods=("gradcam", "xgradcam", "guided_gradcam", "ablationcam", "liftcam"))
     assert_unchanged(model, before)
     assert explanation.maps["gradcam"].shape == (2, size, size)
     assert all(not t.requires_grad and t.grad_fn is None for t in (*explanation.maps.values(), explanation.scores))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .after import AfterLayer
 from .cam import classifier_weights
 from .capture import Forward, record_forward
+from .evidence import Evidence
 from .explanation import Explanation
 from .guided import GuidedReLUs, GuidedSwitch
 from .layers import LayerSpec, auto_layer, resolve_layer
@@ -97,6 +100,8 @@ def explain(
     output: OutputSelector = None,
     call: int = -1,
     eval_mode: bool = True,
+    batch_size: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation:
     """Explain ``model``'s decision on ``images`` with one or more CAM methods.
 
@@ -116,12 +121,23 @@ def explain(
         eval_mode: run in eval mode (dropout off, batch-norm running statistics), restoring every
             module's own mode afterwards. With ``False`` and batch-norm in training mode, images
             of a batch influence each other's scores.
+        batch_size: the most perturbed activations or images evaluated at once by the
+            perturbation methods (bounds their memory). Default: 128 activations for the network
+            after the layer (cheap per item, memory-bound), 16 images for full forward passes
+            (faster per image on CPUs than larger batches).
+        options: per-method keyword options, e.g. ``{"scorecam": {"variant": "baseline"},
+            "shapley": {"pairs": 64, "seed": 1}}`` (see each method's rule).
 
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
     """
     names = _check_methods(methods)
     _check_images(images)
+    options = dict(options or {})
+    if unused := sorted(set(options) - set(names)):
+        raise ValueError(f"options given for {', '.join(unused)}, which were not requested")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     target_fn = as_target(target)
     kinds = {METHODS[name].kind for name in names}
     guided = "input" in kinds
@@ -144,22 +160,39 @@ def explain(
             gradients, input_gradients = (
                 _gradients(forward, activations, scores, switch) if needs_gradients else (None, None)
             )
+        calls = len(forward.calls[layer_name])
         del forward  # the graph after the layer dies here
-
-    activations = activations.detach()
-    rows_activations = activations[scores.image_index]
-    layer_maps: dict[str, torch.Tensor] = {}
-    weights: dict[str, torch.Tensor] = {}
-    for name in names + (("gradcam",) if "guided_gradcam" in names and "gradcam" not in names else ()):
-        method = METHODS[name]
-        if method.kind == "weights":
-            if name == "cam":
-                weights[name] = classifier_weights(model, activations, prediction, scores.image_index, scores.classes)
-            else:
-                weights[name] = method.rule(rows_activations, gradients)
-            layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
-        elif method.kind == "spatial":
-            layer_maps[name] = method.rule(rows_activations, gradients).clamp_min(0)
+        activations, prediction = activations.detach(), prediction.detach()
+        inputs = images.detach()
+        rows_activations = activations[scores.image_index]
+        evidence = Evidence(
+            activations=rows_activations, gradients=gradients, scores=scores.scores.detach(), classes=scores.classes,
+            image_index=scores.image_index, images=inputs, rescore=target_fn.rescore,
+            full_model=lambda batch: select_output(model(batch), output),
+            build_after=lambda: AfterLayer(model, inputs, layer_name, activations, prediction, call=call, calls=calls,
+                                           output_selector=output, batch_size=batch_size or 128),
+            batch_size=batch_size or 128,
+            image_batch_size=batch_size or 16,
+        )
+        layer_maps: dict[str, torch.Tensor] = {}
+        weights: dict[str, torch.Tensor] = {}
+        errors: dict[str, torch.Tensor] = {}
+        for name in names + (("gradcam",) if "guided_gradcam" in names and "gradcam" not in names else ()):
+            method = METHODS[name]
+            if method.kind == "weights":
+                if name == "cam":
+                    weights[name] = classifier_weights(model, activations, prediction, scores.image_index, scores.classes)
+                else:
+                    weights[name] = method.rule(rows_activations, gradients)
+            elif method.kind == "spatial":
+                layer_maps[name] = method.rule(rows_activations, gradients).clamp_min(0)
+            elif method.kind == "perturbation":
+                result = method.rule(evidence, **options.get(name, {}))
+                weights[name], errors[name] = result if isinstance(result, tuple) else (result, None)
+                if errors[name] is None:
+                    del errors[name]
+            if name in weights:
+                layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
 
     size = images.shape[-2:]
     maps: dict[str, torch.Tensor] = {}
@@ -189,4 +222,5 @@ def explain(
         outputs=prediction.detach(),
         activations=activations,
         gradients=gradients,
+        errors=errors,
     )

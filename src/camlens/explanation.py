@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,7 +26,8 @@ class Explanation:
     Shared: ``scores`` (N,) the target's value, ``targets`` (N,) the class explained (``-1`` for
     targets that name no class), ``image_index`` (N,), ``outputs`` the model's (selected) output
     for the B images, ``activations`` (B, K, h, w) and ``gradients`` (N, K, h, w) at the layer
-    (``None`` when no method needed gradients). All tensors are detached and on the input's device.
+    (``None`` when no method needed gradients); ``errors[m]`` (N, K): standard errors of weights
+    that are estimates (sampled Shapley values). All tensors are detached and on the input's device.
     """
 
     layer: str
@@ -41,6 +42,7 @@ class Explanation:
     outputs: torch.Tensor
     activations: torch.Tensor
     gradients: torch.Tensor | None
+    errors: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])

@@ -6,6 +6,10 @@ Notation: ``A`` are the layer's activations (N, K, h, w), ``G = ∂y^c/∂A`` th
 method gives an attribution at input resolution (Guided Backpropagation and Guided Grad-CAM,
 computed by :func:`camlens.explain` from guided input gradients).
 
+A *perturbation* method evaluates the network after the layer (or the whole network) on modified
+activations or inputs; its rule takes the shared :class:`~camlens.evidence.Evidence` and its
+options (see :mod:`camlens.perturbation`, :mod:`camlens.shapley`).
+
 A new gradient method is one function here and one line in ``METHODS``.
 """
 
@@ -13,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Literal
 
 import torch
+
+from .perturbation import ablation_weights, liftcam_weights, scorecam_weights
+from .shapley import shapley_weights
 
 __all__ = [
     "Method", "METHODS", "gradcam_weights", "counterfactual_weights", "gradcampp_weights",
@@ -89,17 +97,18 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
     return torch.einsum("nk,nkhw->nhw", weights, activations)
 
 
-MethodKind = Literal["weights", "spatial", "input"]
+MethodKind = Literal["weights", "spatial", "input", "perturbation"]
 
 
 @dataclass(frozen=True)
 class Method:
-    """A CAM method: its name, what it produces, the rule, and the paper."""
+    """A CAM method: its name, what it produces, the rule, and the paper. Perturbation rules
+    return channel weights, or ``(weights, standard errors)`` when they are estimates."""
 
     name: str
     kind: MethodKind
     paper: str
-    rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    rule: Callable[..., object] | None = None
     needs_gradients: bool = True
 
 
@@ -119,5 +128,15 @@ METHODS: Mapping[str, Method] = MappingProxyType({
         Method("hirescam", "spatial", "Draelos & Carin, Use HiResCAM instead of Grad-CAM, 2020", hirescam_saliency),
         Method("guided_backprop", "input", "Springenberg et al., Striving for Simplicity, ICLR 2015 workshop"),
         Method("guided_gradcam", "input", "Selvaraju et al., Grad-CAM, ICCV 2017 (Guided Grad-CAM)"),
+        Method("ablationcam", "perturbation", "Desai & Ramaswamy, Ablation-CAM, WACV 2020", ablation_weights,
+               needs_gradients=False),
+        Method("scorecam", "perturbation", "Wang et al., Score-CAM, CVPR Workshops 2020", scorecam_weights,
+               needs_gradients=False),
+        Method("scorecam_fast", "perturbation", "Score-CAM on the top-32 channels by gradient contribution (camlens)",
+               partial(scorecam_weights, top=32)),
+        Method("liftcam", "perturbation", "Jung & Oh, Towards Better Explanations of Class Activation Mapping, ICCV 2021",
+               liftcam_weights, needs_gradients=False),
+        Method("shapley", "perturbation", "Shapley values of the maps (the reference of Jung & Oh, ICCV 2021)",
+               shapley_weights, needs_gradients=False),
     )
 })

@@ -31,10 +31,25 @@ class TargetScores:
 
 
 class Target:
-    """Base class: ``target(output) -> TargetScores``."""
+    """Base class: ``target(output) -> TargetScores``, and ``rescore``: the same quantity on the
+    output of a modified input or activation, for rows whose class and image are already fixed
+    (perturbation methods must not re-rank the classes of a perturbed output)."""
 
     def __call__(self, output: torch.Tensor) -> TargetScores:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        """Scores (M,) of ``output`` (M, ...) for row m's class ``classes[m]`` of image ``image_index[m]``."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class _ClassScore(Target):
+    """Shared by the targets that score one class of a (B, num_classes) output."""
+
+    score: ScoreKind
+
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        return _class_scores(output, self.score).gather(1, classes.view(-1, 1)).view(-1)
 
 
 def _class_scores(output: torch.Tensor, score: ScoreKind) -> torch.Tensor:
@@ -55,7 +70,7 @@ def _check_score(score: str) -> None:
         raise ValueError(f"score must be one of {_SCORE_KINDS}, not {score!r}")
 
 
-class ClassTarget(Target):
+class ClassTarget(_ClassScore):
     """The score of class ``classes`` (one index for every image, or one per image).
 
     ``score``: ``"logit"`` (default, the papers' choice: y^c before softmax), ``"softmax"`` or
@@ -92,7 +107,7 @@ class ClassTarget(Target):
         return TargetScores(scores[image_index, classes], image_index, classes)
 
 
-class Classes(Target):
+class Classes(_ClassScore):
     """Every image explained for each of ``classes``: len(classes) rows per image, image-major."""
 
     def __init__(self, classes: Sequence[int], score: ScoreKind = "logit"):
@@ -113,7 +128,7 @@ class Classes(Target):
         return TargetScores(scores[image_index, classes], image_index, classes)
 
 
-class TopK(Target):
+class TopK(_ClassScore):
     """The ``k`` highest-scoring classes of each image (by logit), k rows per image, best first."""
 
     def __init__(self, k: int = 1, score: ScoreKind = "logit"):
@@ -144,6 +159,9 @@ class Counterfactual(Target):
         inner = self.target(output)
         return TargetScores(-inner.scores, inner.image_index, inner.classes)
 
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        return -self.target.rescore(output, classes, image_index)
+
 
 class SegmentationRegion(Target):
     """For a dense output (B, C, H, W): the sum of class ``class_index``'s logits over ``mask``
@@ -167,6 +185,12 @@ class SegmentationRegion(Target):
         image_index = torch.arange(batch, device=output.device)
         return TargetScores(scores, image_index, torch.full_like(image_index, self.class_index))
 
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        mask = torch.as_tensor(self.mask, device=output.device).to(output.dtype)
+        if mask.dim() == 3:
+            mask = mask[image_index]
+        return (output[:, self.class_index] * mask).sum(dim=(-2, -1))
+
 
 class CallableTarget(Target):
     """Any function ``fn(output) -> (B,)`` tensor: a caption's log-probability, a box score, ..."""
@@ -182,6 +206,9 @@ class CallableTarget(Target):
             raise ValueError(f"a target function must return one score per image, shape ({batch},); got {shape}")
         image_index = torch.arange(batch, device=output.device)
         return TargetScores(scores, image_index, torch.full_like(image_index, -1))
+
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        return self.fn(output)
 
 
 def as_target(target: object) -> Target:

@@ -1,0 +1,224 @@
+"""The network *after* a layer, as a function of that layer's activations.
+
+Perturbation methods (Ablation-CAM, Score-CAM's relatives, LIFT-CAM, Shapley values) evaluate
+``y = f_after(A')`` for many modified activations ``A'`` of one image. Recomputing everything
+before the layer for each of them is wasted work, so the model is traced with ``torch.fx`` (the
+layer kept as one node), the graph is cut at the layer, and the values the after-part needs from
+before the layer (skip connections that join later, other branches) are recorded once per image.
+The after-part is then a small ``GraphModule`` run on batches of activations.
+
+The slice verifies itself: on the real activations it must reproduce the model's own output, at
+a batch size different from the input's (which catches code that captured the batch size). If
+tracing fails or the check does not pass, :class:`AfterLayer` warns, says why, and falls back to
+full forward passes with the layer's output replaced.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import fx, nn
+
+from .outputs import OutputSelector, select_output
+
+__all__ = ["AfterLayer", "chunks"]
+
+
+class _Untraceable(Exception):
+    """The model cannot be cut at the layer by graph tracing (the message says why)."""
+
+
+class _LayerTracer(fx.Tracer):
+    """Keeps ``layer`` as a single node even when it is a container (``layer4``, ``features``)."""
+
+    def __init__(self, layer: str):
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name == self.layer or super().is_leaf_module(module, qualified_name)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a traced graph, keeping the values of the ``wanted`` nodes."""
+
+    def __init__(self, module: fx.GraphModule, wanted: set[fx.Node]):
+        super().__init__(module)
+        self.wanted = wanted
+        self.values: dict[fx.Node, object] = {}
+
+    def run_node(self, node: fx.Node) -> object:
+        value = super().run_node(node)
+        if node in self.wanted:
+            self.values[node] = value
+        return value
+
+
+def chunks(total: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering ``range(total)``."""
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+def _descendants(nodes: list[fx.Node], roots: set[fx.Node]) -> set[fx.Node]:
+    found = set(roots)
+    for node in nodes:
+        if node not in found and any(arg in found for arg in node.all_input_nodes):
+            found.add(node)
+    return found
+
+
+class AfterLayer:
+    """``f_after``: the model's (selected) output as a function of one layer's activations.
+
+    Args:
+        model: the model, in the mode it should be evaluated in.
+        images: the (B, C, H, W) inputs the activations came from.
+        layer: the layer's dotted name.
+        activations: the layer's real output on ``images`` (B, K, h, w).
+        output: the model's real (selected) output on ``images``, to verify against.
+        call: which call of a reused layer (as in :func:`camlens.explain`).
+        calls: how many times the layer is called in one forward pass.
+        output_selector: as in :func:`camlens.explain`.
+        batch_size: the most activations evaluated at once (bounds memory).
+    """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, layer: str, activations: torch.Tensor,
+                 output: torch.Tensor, *, call: int = -1, calls: int = 1, output_selector: OutputSelector = None,
+                 batch_size: int = 64):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.model, self.images, self.layer = model, images, layer
+        self.output_selector = output_selector
+        self.batch_size = batch_size
+        self.call = call % calls
+        self.fallback_reason: str | None = None
+        self._graph: fx.GraphModule | None = None
+        self._frontier: list[tuple[object, bool]] = []
+        try:
+            self._cut(call)
+            self._verify(activations.detach(), output.detach())
+        except Exception as error:  # any failure of the fast path must leave the slow, exact one
+            self.fallback_reason = f"{type(error).__name__}: {error}" if not isinstance(error, _Untraceable) else str(error)
+            self._graph, self._frontier = None, []
+            warnings.warn(
+                f"camlens cannot evaluate the part of {type(model).__name__} after {layer!r} on its own "
+                f"({self.fallback_reason}); using full forward passes instead, which is slower but exact",
+                RuntimeWarning, stacklevel=3,
+            )
+
+    @property
+    def is_sliced(self) -> bool:
+        """Whether the fast path (only the network after the layer) is in use."""
+        return self._graph is not None
+
+    def _cut(self, call: int) -> None:
+        tracer = _LayerTracer(self.layer)
+        try:
+            graph = tracer.trace(self.model)
+        except Exception as error:
+            raise _Untraceable(f"torch.fx could not trace the model: {type(error).__name__}: {error}") from error
+        root = fx.GraphModule(tracer.root, graph)
+        nodes = list(graph.nodes)
+        layer_nodes = [n for n in nodes if n.op == "call_module" and n.target == self.layer]
+        if not layer_nodes:
+            raise _Untraceable(f"the traced graph has no call of {self.layer!r}")
+        layer_node = layer_nodes[call]
+        output_node = next(n for n in reversed(nodes) if n.op == "output")
+        after = _descendants(nodes, {layer_node}) - {output_node}
+        from_input = _descendants(nodes, {n for n in nodes if n.op == "placeholder"})
+        needed = [a for n in [*after, output_node] if n is not layer_node for a in n.all_input_nodes if a not in after]
+        frontier = list(dict.fromkeys(needed))
+
+        sub = fx.Graph()
+        env: dict[fx.Node, fx.Node] = {layer_node: sub.placeholder("activations")}
+        recorded = []
+        for node in frontier:
+            if node.op == "get_attr":
+                env[node] = sub.node_copy(node)
+            else:
+                env[node] = sub.placeholder(f"frontier_{len(recorded)}")
+                recorded.append(node)
+        for node in nodes:
+            if node in after and node is not layer_node:
+                env[node] = sub.node_copy(node, lambda arg: env[arg])
+        sub.output(fx.node.map_arg(output_node.args[0], lambda arg: env[arg]))
+        self._graph = fx.GraphModule(root, sub)
+
+        recorder = _Recorder(root, set(recorded))
+        with torch.no_grad():
+            recorder.run(self.images)
+        batch = self.images.shape[0]
+        computed_after = after - {layer_node}
+        for node in recorded:
+            value = recorder.values[node]
+            per_image = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch
+            batched = node in from_input and per_image
+            # A value only passed through to the output (an auxiliary output computed before the
+            # layer) cannot depend on the activations; anything the after-part computes with must
+            # be per-image, or rows of different images could not be evaluated together.
+            if node in from_input and not per_image and any(user in computed_after for user in node.users):
+                raise _Untraceable(
+                    f"a value computed from the input before the layer ({node.name}: {type(value).__name__}) is used "
+                    "after it and is not a per-image tensor"
+                )
+            self._frontier.append((value, batched))
+
+    def _frontier_for(self, image_index: torch.Tensor) -> list[object]:
+        single = bool((image_index == image_index[0]).all())
+        values = []
+        for value, batched in self._frontier:
+            if not batched:
+                values.append(value)
+            elif single:  # the common case, many variants of one image: a view, no copy
+                first = int(image_index[0])
+                values.append(value[first:first + 1].expand(len(image_index), *value.shape[1:]))
+            else:
+                values.append(value[image_index])
+        return values
+
+    def _verify(self, activations: torch.Tensor, output: torch.Tensor) -> None:
+        # Twice the batch, image-major: a batch size the trace cannot have captured.
+        index = torch.arange(activations.shape[0], device=activations.device).repeat_interleave(2)
+        with torch.no_grad():
+            replayed = self(activations[index], index)
+        expected = output[index]
+        scale = float(expected.abs().max().clamp_min(1.0))
+        if replayed.shape != expected.shape or not torch.allclose(replayed, expected, rtol=1e-4, atol=1e-4 * scale):
+            difference = (replayed - expected).abs().max() if replayed.shape == expected.shape else "shape"
+            raise _Untraceable(f"the sliced network does not reproduce the model's output (max difference {difference})")
+
+    def __call__(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        """The model's (selected) output for activations (M, K, h, w), row m belonging to image
+        ``image_index[m]``. Runs in chunks of ``batch_size`` under the caller's grad mode."""
+        if activations.shape[0] != image_index.shape[0]:
+            raise ValueError(f"{activations.shape[0]} activations but {image_index.shape[0]} image indices")
+        parts = [self._evaluate(activations[part], image_index[part]) for part in chunks(activations.shape[0], self.batch_size)]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _evaluate(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        if activations.requires_grad:
+            # the after-part may begin with an in-place operation (ReLU(inplace=True)), which
+            # must not touch the caller's leaf (or a view of it)
+            activations = activations.clone()
+        if self._graph is not None:
+            return select_output(self._graph(activations, *self._frontier_for(image_index)), self.output_selector)
+        return self._full_forward(activations, image_index)
+
+    def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        module = self.model.get_submodule(self.layer)
+        seen = [0]
+
+        def replace(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            number = seen[0]
+            seen[0] += 1
+            return activations if number == self.call else None
+
+        handle = module.register_forward_hook(replace)
+        try:
+            return select_output(self.model(self.images[image_index]), self.output_selector)
+        finally:
+            handle.remove()
+
