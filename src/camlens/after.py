@@ -5,7 +5,8 @@ Perturbation methods (Ablation-CAM, Score-CAM's relatives, LIFT-CAM, Shapley val
 before the layer for each of them is wasted work, so the model is traced with ``torch.fx`` (the
 layer kept as one node), the graph is cut at the layer, and the values the after-part needs from
 before the layer (skip connections that join later, other branches) are recorded once per image.
-The after-part is then a small ``GraphModule`` run on batches of activations.
+The after-part is then a small graph, interpreted on batches of activations with the model's own
+modules and parameters (no code is generated and the model is not copied or changed).
 
 The slice verifies itself: on the real activations it must reproduce the model's own output, at
 a batch size different from the input's (which catches code that captured the batch size). If
@@ -41,11 +42,15 @@ class _LayerTracer(fx.Tracer):
         return qualified_name == self.layer or super().is_leaf_module(module, qualified_name)
 
 
-class _Recorder(fx.Interpreter):
-    """Runs a traced graph, keeping the values of the ``wanted`` nodes."""
+class _AllRecorded(Exception):
+    """Raised to stop a recording run as soon as every wanted value is known."""
 
-    def __init__(self, module: fx.GraphModule, wanted: set[fx.Node]):
-        super().__init__(module)
+
+class _Recorder(fx.Interpreter):
+    """Runs a traced graph until the values of all ``wanted`` nodes are recorded."""
+
+    def __init__(self, module: nn.Module, graph: fx.Graph, wanted: set[fx.Node]):
+        super().__init__(module, graph=graph)
         self.wanted = wanted
         self.values: dict[fx.Node, object] = {}
 
@@ -53,7 +58,17 @@ class _Recorder(fx.Interpreter):
         value = super().run_node(node)
         if node in self.wanted:
             self.values[node] = value
+            if len(self.values) == len(self.wanted):
+                raise _AllRecorded
         return value
+
+    def record(self, *inputs: object) -> dict[fx.Node, object]:
+        if self.wanted:  # nothing to record, nothing to run (e.g. a layer followed only by the head)
+            try:
+                self.run(*inputs)
+            except _AllRecorded:
+                pass
+        return self.values
 
 
 def chunks(total: int, size: int) -> Iterator[slice]:
@@ -95,7 +110,7 @@ class AfterLayer:
         self.batch_size = batch_size
         self.call = call % calls
         self.fallback_reason: str | None = None
-        self._graph: fx.GraphModule | None = None
+        self._graph: fx.Graph | None = None
         self._frontier: list[tuple[object, bool]] = []
         try:
             self._cut(call)
@@ -120,7 +135,6 @@ class AfterLayer:
             graph = tracer.trace(self.model)
         except Exception as error:
             raise _Untraceable(f"torch.fx could not trace the model: {type(error).__name__}: {error}") from error
-        root = fx.GraphModule(tracer.root, graph)
         nodes = list(graph.nodes)
         layer_nodes = [n for n in nodes if n.op == "call_module" and n.target == self.layer]
         if not layer_nodes:
@@ -145,15 +159,14 @@ class AfterLayer:
             if node in after and node is not layer_node:
                 env[node] = sub.node_copy(node, lambda arg: env[arg])
         sub.output(fx.node.map_arg(output_node.args[0], lambda arg: env[arg]))
-        self._graph = fx.GraphModule(root, sub)
+        self._graph = sub
 
-        recorder = _Recorder(root, set(recorded))
         with torch.no_grad():
-            recorder.run(self.images)
+            values = _Recorder(self.model, graph, set(recorded)).record(self.images)
         batch = self.images.shape[0]
         computed_after = after - {layer_node}
         for node in recorded:
-            value = recorder.values[node]
+            value = values[node]
             per_image = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch
             batched = node in from_input and per_image
             # A value only passed through to the output (an auxiliary output computed before the
@@ -204,7 +217,8 @@ class AfterLayer:
             # must not touch the caller's leaf (or a view of it)
             activations = activations.clone()
         if self._graph is not None:
-            return select_output(self._graph(activations, *self._frontier_for(image_index)), self.output_selector)
+            run = fx.Interpreter(self.model, graph=self._graph)
+            return select_output(run.run(activations, *self._frontier_for(image_index)), self.output_selector)
         return self._full_forward(activations, image_index)
 
     def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
