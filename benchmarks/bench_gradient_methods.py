@@ -19,18 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 import torchvision
 
 import camlens
+from _harness import memory_supported, peak_in_subprocess, peak_tracker, time_interleaved
 
 SIX = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam")
 MODELS = {"resnet50": "layer4", "vgg16": "features.29"}
@@ -131,37 +127,7 @@ def tools(model, layer, module, methods, with_six_peers: bool) -> dict[str, Call
 
 
 def time_tools(table: dict[str, Callable], images: torch.Tensor, rounds: int) -> dict[str, list[float]]:
-    for run in table.values():  # warm-up: lazy initialization, allocator, oneDNN primitives
-        run(images)
-    samples: dict[str, list[float]] = {name: [] for name in table}
-    order = list(table)
-    for _ in range(rounds):
-        random.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            table[name](images)
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-# --- peak memory, one subprocess per tool ------------------------------------------------------------
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-@contextmanager
-def _peak_tracker():
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # resets VmHWM to the current resident set
-    before = _status_kib("VmRSS")
-    result = {}
-    yield result
-    result["peak_extra_mib"] = (_status_kib("VmHWM") - before) / 1024
+    return time_interleaved({name: (lambda run=run: run(images)) for name, run in table.items()}, rounds)
 
 
 def probe(model_name: str, batch: int, tool: str) -> None:
@@ -171,21 +137,13 @@ def probe(model_name: str, batch: int, tool: str) -> None:
     table["forward (inference_mode)"] = inference_forward(model)
     run = table[tool]
     run(images[:1])  # warm-up at batch 1: lazy initialization without caching batch-size buffers
-    with _peak_tracker() as result:
+    with peak_tracker() as result:
         run(images)
     print(json.dumps(result))
 
 
 def measure_memory(model_name: str, batch: int, names: list[str]) -> dict[str, float]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    peaks = {}
-    for name in names:
-        out = subprocess.run(
-            [sys.executable, __file__, "--probe", model_name, str(batch), name],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])["peak_extra_mib"]
-    return peaks
+    return {name: peak_in_subprocess(__file__, [model_name, str(batch), name]) for name in names}
 
 
 def main() -> None:
@@ -227,7 +185,7 @@ def main() -> None:
                   f"pytorch-grad-cam, {times['torchcam gradcam'] / times['camlens gradcam']:.2f}× vs torchcam, "
                   f"{times['captum gradcam'] / times['camlens gradcam']:.2f}× vs captum; all six: "
                   f"{times['pytorch-grad-cam five of six'] / times['camlens all six']:.2f}× faster than pytorch-grad-cam's five")
-    if args.no_memory or not os.path.exists("/proc/self/clear_refs"):
+    if args.no_memory or not memory_supported():
         return
     names = ["forward (inference_mode)", "floor", "camlens gradcam", "camlens all six",
              "pytorch-grad-cam gradcam", "torchcam gradcam", "captum gradcam"]
