@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +18,7 @@ from conftest import SAMPLE_IMAGES
 def test_explain_writes_overlays_grids_maps_and_a_reproducible_manifest(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["explain", str(SAMPLE_IMAGES / "parrot.jpg"), str(SAMPLE_IMAGES / "owl.jpg"),
-                 "--methods", "gradcam,xgradcam,guided_gradcam", "--target", "top2", "--out", str(out)])
+                 "--methods", "gradcam,xgradcam,guided_gradcam", "--target", "top2", "--out", str(out), "--boxes"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "parrot" in printed and "1. " in printed and "5. " in printed  # the top-5 table
@@ -35,6 +36,10 @@ def test_explain_writes_overlays_grids_maps_and_a_reproducible_manifest(tmp_path
                 image.verify()
     overlay = Image.open(out / parrot["outputs"][0])
     assert overlay.size == Image.open(SAMPLE_IMAGES / "parrot.jpg").size  # at the original resolution
+    lime = (np.asarray(overlay) == (0, 255, 0)).all(axis=2)
+    assert lime.sum() > 100  # --boxes drew the localization box
+    with Image.open(out / manifest["overview"]) as picture:  # one row per image, one column per method
+        picture.verify()
     maps = torch.load(out / "parrot" / "maps.pt", weights_only=True)
     assert maps["maps"]["gradcam"].shape == (2, 224, 224) and maps["classes"].tolist() == [c["index"] for c in parrot["classes"]]
 

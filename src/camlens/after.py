@@ -32,14 +32,19 @@ class _Untraceable(Exception):
 
 
 class _LayerTracer(fx.Tracer):
-    """Keeps ``layer`` as a single node even when it is a container (``layer4``, ``features``)."""
+    """Traces only the model's own forward and those of the layer's ancestors: every other module
+    (the layer itself included) stays one opaque node. The graph is then as small as the cut
+    needs, tracing is cheap, and code that torch.fx cannot trace inside other modules (data-dependent
+    control flow in a later block, say) does not matter. Functional calls inside opaque modules
+    still run, and are still seen by the DeepLIFT rule, at evaluation time."""
 
     def __init__(self, layer: str):
         super().__init__()
         self.layer = layer
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return qualified_name == self.layer or super().is_leaf_module(module, qualified_name)
+        is_ancestor = qualified_name == "" or self.layer.startswith(qualified_name + ".")
+        return not is_ancestor
 
 
 class _AllRecorded(Exception):

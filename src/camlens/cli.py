@@ -21,10 +21,11 @@ from .explain import explain
 from .images import load_images
 from .labels import resolve_class
 from .layers import LayerSpec, auto_layer, layer_output_shapes
+from .localization import box_from_map
 from .methods import METHODS
 from .models.zoo import ZOO, LoadedModel, load
 from .targets import Classes, Target, TopK
-from .viz import grid, overlay, render_attribution
+from .viz import draw_box, grid, overlay, render_attribution
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_METHODS = "gradcam,gradcampp,xgradcam,layercam,guided_gradcam"
@@ -128,7 +129,7 @@ def command_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(batch.paths)
-    records = []
+    records, overview, overview_titles = [], [], []
     resolved_layer = None
     starts = range(0, len(batch.paths), args.batch_size)
     progress = _progress(starts, len(batch.paths) > 4, args.batch_size)
@@ -143,7 +144,11 @@ def command_explain(args: argparse.Namespace) -> int:
         probabilities = explanation.outputs.softmax(dim=1).cpu()
         for offset, (path, original, stem) in enumerate(zip(batch.paths[chunk], batch.originals[chunk], stems[chunk])):
             rows = (explanation.image_index == offset).nonzero().flatten().tolist()
-            records.append(_write_image(out, stem, path, original, explanation, rows, offset, probabilities[offset], loaded))
+            record, panels = _write_image(out, stem, path, original, explanation, rows, probabilities[offset], loaded,
+                                          args.boxes)
+            records.append(record)
+            overview.append(panels)
+            overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
             _print_top5(stem, probabilities[offset], loaded.class_names)
 
     manifest = {
@@ -161,6 +166,8 @@ def command_explain(args: argparse.Namespace) -> int:
         "failures": [{"file": str(f.path), "reason": f.reason} for f in batch.failures],
         "versions": _versions(),
     }
+    grid(overview, overview_titles).save(out / "overview.png")  # one row per image: its first class, every method
+    manifest["overview"] = "overview.png"
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {len(records)} image(s) to {out}/ (manifest.json lists every file)")
     if batch.failures:
@@ -179,8 +186,10 @@ def _progress(iterable, enabled: bool, step: int):
     return tqdm(iterable, desc=f"explaining (batches of {step})", unit="batch", file=sys.stderr)
 
 
-def _write_image(out: Path, stem: str, path: Path, original, explanation, rows: list[int], image: int,
-                 probabilities: torch.Tensor, loaded: LoadedModel) -> dict:
+def _write_image(out: Path, stem: str, path: Path, original, explanation, rows: list[int],
+                 probabilities: torch.Tensor, loaded: LoadedModel, boxes: bool) -> tuple[dict, list]:
+    """Writes one image's overlays, grid and raw maps; returns its manifest record and the panels
+    of its first class (for the overview)."""
     folder = out / stem
     folder.mkdir(parents=True, exist_ok=True)
     box = loaded.preprocessing.crop_box(original.size)
@@ -195,7 +204,10 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation, rows: 
             if method in explanation.input_maps:
                 picture = render_attribution(explanation.input_maps[method][row])
             else:
-                picture = overlay(original, explanation.maps[method][row].cpu(), box=box)
+                saliency = explanation.maps[method][row].cpu()
+                picture = overlay(original, saliency, box=box)
+                if boxes:  # the Grad-CAM paper's localization box: 15% of the max, largest component
+                    picture = draw_box(picture, _to_original(box_from_map(saliency), box, saliency.shape))
             target = folder / f"{method}__{cls}_{_safe(name)}.png"
             picture.save(target)
             files.append(str(target.relative_to(out)))
@@ -214,7 +226,7 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation, rows: 
     }
     torch.save(maps, folder / "maps.pt")
     top = probabilities.topk(min(5, probabilities.numel()))
-    return {
+    record = {
         "file": str(path),
         "size": list(original.size),
         "crop_box": [round(v, 2) for v in box],
@@ -222,6 +234,14 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation, rows: 
         "top5": [{"index": int(c), "name": loaded.class_names[int(c)], "probability": float(v)} for v, c in zip(*top)],
         "outputs": files + [str((folder / "grid.png").relative_to(out)), str((folder / "maps.pt").relative_to(out))],
     }
+    return record, panels[0]
+
+
+def _to_original(map_box: tuple[int, int, int, int], crop_box: tuple[float, ...], size: tuple[int, int]) -> tuple[float, ...]:
+    """A box in the map's pixels (the model's crop) → the original image's pixels."""
+    x0, y0, x1, y1 = crop_box
+    sx, sy = (x1 - x0) / size[1], (y1 - y0) / size[0]
+    return x0 + map_box[0] * sx, y0 + map_box[1] * sy, x0 + map_box[2] * sx, y0 + map_box[3] * sy
 
 
 def command_models(args: argparse.Namespace) -> int:
@@ -273,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
     explain_parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     explain_parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    explain_parser.add_argument("--boxes", action="store_true",
+                                help="draw on each overlay the box around the map's largest region above 15%% of its max")
     explain_parser.set_defaults(run=command_explain)
 
     models_parser = commands.add_parser("models", help="list the model zoo")
