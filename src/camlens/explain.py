@@ -188,9 +188,10 @@ def explain(
                 layer_maps[name] = method.rule(rows_activations, gradients).clamp_min(0)
             elif method.kind == "perturbation":
                 result = method.rule(evidence, **options.get(name, {}))
-                weights[name], errors[name] = result if isinstance(result, tuple) else (result, None)
-                if errors[name] is None:
-                    del errors[name]
+                if isinstance(result, tuple):  # an estimate, with its standard errors
+                    weights[name], errors[name] = result
+                else:
+                    weights[name] = result
             if name in weights:
                 layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
 
