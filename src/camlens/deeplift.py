@@ -26,22 +26,18 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from .interception import IN_PLACE_TWINS, is_in_place, out_of_place
+
 __all__ = ["RescaleRule"]
 
 EPS = 1e-10
 
-# in-place function → its out-of-place twin (for recomputing local gradients)
-_IN_PLACE = {torch.relu_: torch.relu, torch.Tensor.relu_: torch.relu, F.relu_: torch.relu}
 _ELEMENTWISE = {
     F.relu, torch.relu, torch.Tensor.relu, F.relu6, F.hardtanh, F.silu, F.gelu, F.elu, F.leaky_relu, F.softplus,
     F.hardswish, F.hardsigmoid, F.mish, torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh,
-    torch.Tensor.tanh, F.tanh, *_IN_PLACE,
+    torch.Tensor.tanh, F.tanh, *IN_PLACE_TWINS,
 }
 _MAX_POOLS = {F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d}
-
-
-def _out_of_place(func: Any, kwargs: dict) -> tuple[Any, dict]:
-    return _IN_PLACE.get(func, func), {k: v for k, v in kwargs.items() if k != "inplace"}
 
 
 def _halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +48,7 @@ def _halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class _Rescale(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, func: Any, args: tuple, kwargs: dict, pooling: bool) -> torch.Tensor:
-        inplace = func in _IN_PLACE or bool(kwargs.get("inplace", False))
+        inplace = is_in_place(func, kwargs)
         ctx.save_for_backward(x.detach().clone() if inplace else x.detach())
         out = func(x, *args, **kwargs)
         if inplace:
@@ -64,7 +60,7 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         (x,) = ctx.saved_tensors
-        func, kwargs = _out_of_place(ctx.func, ctx.kwargs)
+        func, kwargs = out_of_place(ctx.func, ctx.kwargs)
         x_in, x_ref = _halves(x)
         out_in, out_ref = _halves(ctx.out)
         grad_in_half = _halves(grad)[0]

@@ -21,6 +21,8 @@ import torch
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from .interception import IN_PLACE_TWINS, is_in_place
+
 __all__ = ["GuidedSwitch", "GuidedReLUs"]
 
 
@@ -53,15 +55,9 @@ class _SwitchableReLU(torch.autograd.Function):
         return grad_in, None, None, None, None, None, None
 
 
-# function -> (in-place?, upper bound of the linear range)
-_RELUS: dict[Any, tuple[bool, float | None]] = {
-    F.relu: (False, None),
-    torch.relu: (False, None),
-    torch.Tensor.relu: (False, None),
-    torch.relu_: (True, None),
-    torch.Tensor.relu_: (True, None),
-    F.relu_: (True, None),
-    F.relu6: (False, 6.0),
+# ReLU-family functions → the upper end of their linear range (None: unbounded)
+_RELUS: dict[Any, float | None] = {
+    F.relu: None, torch.relu: None, torch.Tensor.relu: None, F.relu6: 6.0, **dict.fromkeys(IN_PLACE_TWINS, None),
 }
 
 
@@ -74,18 +70,13 @@ class GuidedReLUs(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = dict(kwargs or {})
-        if func in _RELUS or func is F.hardtanh:
-            x, *rest = args
-            if func is F.hardtanh:  # nn.ReLU6 calls F.hardtanh(x, 0, 6)
-                bounds = list(rest[:2]) + [None, None]
-                low = kwargs.get("min_val", bounds[0] if bounds[0] is not None else -1.0)
-                high = kwargs.get("max_val", bounds[1] if bounds[1] is not None else 1.0)
-                if low != 0:
-                    return func(*args, **kwargs)
-                inplace, upper = bool(kwargs.get("inplace", rest[2] if len(rest) > 2 else False)), float(high)
-            else:
-                inplace, upper = _RELUS[func]
-                inplace = inplace or bool(kwargs.get("inplace", rest[0] if rest else False))
-            if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
-                return _SwitchableReLU.apply(x, func, tuple(rest), kwargs, upper, self.switch, inplace)
+        x = args[0] if args else None
+        if func is F.hardtanh and kwargs.get("min_val", -1.0) == 0:  # nn.ReLU6 is F.hardtanh(x, 0, 6)
+            upper = float(kwargs.get("max_val", 1.0))
+        elif func in _RELUS:
+            upper = _RELUS[func]
+        else:
+            return func(*args, **kwargs)
+        if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+            return _SwitchableReLU.apply(x, func, tuple(args[1:]), kwargs, upper, self.switch, is_in_place(func, kwargs))
         return func(*args, **kwargs)
