@@ -81,7 +81,7 @@ def test_models_and_layers_commands(capsys):
         (["--target", "crane"], "class name 'crane' is ambiguous: indices 134, 517"),
         (["--target", "1000"], "class index 1000 is out of range"),
         (["--layer", "_head_akt"], "layer '_head_akt' not found in EfficientNetLite. Did you mean '_head_act'"),
-        (["--methods", "gradcam,scorcam"], "unknown method(s) scorcam"),
+        (["--methods", "gradcam,scorcam"], "unknown method 'scorcam'. Did you mean 'scorecam'"),
         (["--model", "mobilenet-v2"], "mobilenet-v2 needs weights=PATH"),
     ],
 )

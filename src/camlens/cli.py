@@ -22,7 +22,7 @@ from .images import load_images
 from .labels import resolve_class
 from .layers import LayerSpec, auto_layer, layer_output_shapes
 from .localization import box_from_map
-from .methods import METHODS
+from .methods import METHODS, check_method_names
 from .models.zoo import ZOO, LoadedModel, load
 from .targets import Classes, Target, TopK
 from .viz import draw_box, grid, overlay, render_attribution
@@ -74,11 +74,10 @@ def _target(specs: list[str], class_names: tuple[str, ...]) -> Target:
 
 
 def _methods(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in METHODS]
-    if unknown or not names:
-        raise UsageError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(METHODS)}")
-    return names
+    try:  # checked before any image is read
+        return check_method_names([name.strip() for name in text.split(",") if name.strip()])
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def _device(text: str) -> torch.device:
@@ -105,9 +104,8 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
 
 
-def _print_top5(stem: str, probabilities: torch.Tensor, class_names: tuple[str, ...]) -> None:
-    values, indices = probabilities.topk(min(5, probabilities.numel()))
-    cells = "  ".join(f"{i + 1}. {class_names[int(c)]} ({int(c)}) {float(v):.3f}" for i, (v, c) in enumerate(zip(values, indices)))
+def _print_top5(stem: str, top5: list[dict]) -> None:
+    cells = "  ".join(f"{i + 1}. {c['name']} ({c['index']}) {c['probability']:.3f}" for i, c in enumerate(top5))
     print(f"{stem:24s} {cells}")
 
 
@@ -149,7 +147,7 @@ def command_explain(args: argparse.Namespace) -> int:
             records.append(record)
             overview.append(panels)
             overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
-            _print_top5(stem, probabilities[offset], loaded.class_names)
+            _print_top5(stem, record["top5"])
 
     manifest = {
         "camlens": __version__,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -18,24 +17,12 @@ from .evidence import Evidence
 from .explanation import Explanation
 from .guided import GuidedReLUs, GuidedSwitch
 from .layers import LayerSpec, auto_layer, resolve_layer
-from .methods import METHODS, weighted_sum
+from .methods import METHODS, check_method_names, weighted_sum
 from .modelstate import evaluation_mode
 from .outputs import OutputSelector, select_output
 from .targets import TargetScores, as_target
 
 __all__ = ["explain"]
-
-
-def _check_methods(methods: str | Iterable[str]) -> tuple[str, ...]:
-    names = (methods,) if isinstance(methods, str) else tuple(methods)
-    if not names:
-        raise ValueError(f"no method requested; choose from {', '.join(METHODS)}")
-    for name in names:
-        if name not in METHODS:
-            close = difflib.get_close_matches(str(name), list(METHODS), n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(METHODS)}")
-    return tuple(dict.fromkeys(names))
 
 
 def _check_images(images: object) -> None:
@@ -131,7 +118,7 @@ def explain(
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
     """
-    names = _check_methods(methods)
+    names = check_method_names(methods)
     _check_images(images)
     options = dict(options or {})
     if unused := sorted(set(options) - set(names)):

@@ -15,7 +15,8 @@ A new gradient method is one function here and one line in ``METHODS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -28,7 +29,7 @@ from .shapley import shapley_weights
 
 __all__ = [
     "Method", "METHODS", "gradcam_weights", "counterfactual_weights", "gradcampp_weights",
-    "xgradcam_weights", "layercam_saliency", "hirescam_saliency", "weighted_sum",
+    "xgradcam_weights", "layercam_saliency", "hirescam_saliency", "weighted_sum", "check_method_names",
 ]
 
 
@@ -140,3 +141,17 @@ METHODS: Mapping[str, Method] = MappingProxyType({
                shapley_weights, needs_gradients=False),
     )
 })
+
+
+def check_method_names(methods: str | Iterable[str]) -> tuple[str, ...]:
+    """The requested method names, de-duplicated in order; ``ValueError`` naming close matches
+    and the available methods for an unknown one, or when none is given."""
+    names = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not names:
+        raise ValueError(f"no method requested; choose from {', '.join(METHODS)}")
+    for name in names:
+        if name not in METHODS:
+            close = difflib.get_close_matches(str(name), list(METHODS), n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"unknown method {name!r}.{hint} Available: {', '.join(METHODS)}")
+    return tuple(dict.fromkeys(names))
