@@ -134,3 +134,49 @@ def test_untraceable_model_falls_back_to_full_forwards_with_a_warning():
     with pytest.warns(RuntimeWarning, match=r"cannot evaluate the part of DataDependent after 'conv' on its own \(torch.fx could not trace"):
         AfterLayer(model, images, "conv", forward.activations("conv").detach(), forward.output.detach(), calls=1)
     check_after(model, images, "conv", expect_sliced=False)
+
+
+def check_zeroing(model, images, layer, expect_head):
+    """Zeroing single maps (Ablation-CAM's evaluations) equals the full model with that map zeroed,
+    whether or not the low-rank path of camlens.channelwise is taken."""
+    model.eval()
+    forward = record_forward(model, images, {layer: model.get_submodule(layer)})
+    activations = forward.activations(layer, -1).detach()
+    after = AfterLayer(model, images, layer, activations, forward.output.detach(), batch_size=4)
+    assert after.has_linear_head == expect_head
+    channels = activations.shape[1]
+    rows = torch.tensor([0, 0, 0, 1, 1, 0, 1])[: 2 * min(images.shape[0], 2) + 3] % images.shape[0]
+    picked = torch.randint(channels, rows.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = after.zeroing_channels(activations, torch.arange(images.shape[0]), rows, picked)
+    expected = []
+    for row, channel in zip(rows.tolist(), picked.tolist()):
+        variant = activations[row:row + 1].clone()
+        variant[:, channel] = 0
+        expected.append(replaced_forward(model, images[row:row + 1], layer, variant))
+    torch.testing.assert_close(got, torch.cat(expected), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,layer,expect_head", [
+    ("vgg16", "features.29", True),          # max-pool, average-pool, flatten, classifier.0 in a Sequential
+    ("resnet50", "layer4", True),            # average-pool, flatten, fc
+    ("resnet50", "layer4.1", False),         # a residual block follows: no shortcut
+])
+def test_zeroing_single_maps_on_torchvision(torchvision, name, layer, expect_head):
+    torch.manual_seed(0)
+    check_zeroing(getattr(torchvision.models, name)(), random_images(2, 96), layer, expect_head)
+
+
+def test_zeroing_single_maps_on_efficientnet_lite0(lite0, lite0_batch):
+    check_zeroing(lite0[0], lite0_batch[:2], "_head_act", True)  # average-pool, .flatten(1), dropout, fc
+
+
+def test_zeroing_single_maps_through_batch_norm_whose_zero_is_not_zero():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3), nn.ReLU(), nn.BatchNorm2d(6), nn.MaxPool2d(2), nn.SiLU(), nn.Flatten(), nn.Dropout(0.5),
+        nn.Linear(6 * 5 * 5, 7), nn.ReLU(), nn.Linear(7, 3),
+    )
+    model[2].running_mean.uniform_(-1, 1)
+    model[2].bias.data.uniform_(0.5, 1)  # BN(0) ≠ 0: the zeroed channel's own value matters
+    check_zeroing(model, random_images(2, 12), "1", True)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import fx, nn
 
+from .channelwise import LinearHead, find_linear_head
 from .outputs import OutputSelector, select_output
 
 __all__ = ["AfterLayer", "chunks"]
@@ -43,8 +44,12 @@ class _LayerTracer(fx.Tracer):
         self.layer = layer
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        if qualified_name == self.layer:
+            return True
         is_ancestor = qualified_name == "" or self.layer.startswith(qualified_name + ".")
-        return not is_ancestor
+        # a Sequential is opened too (always traceable): it exposes VGG's classifier.0 to the
+        # low-rank path of camlens.channelwise
+        return not is_ancestor and type(module) is not nn.Sequential
 
 
 class _AllRecorded(Exception):
@@ -116,13 +121,15 @@ class AfterLayer:
         self.call = call % calls
         self.fallback_reason: str | None = None
         self._graph: fx.Graph | None = None
+        self._head: LinearHead | None = None
         self._frontier: list[tuple[object, bool]] = []
         try:
             self._cut(call)
             self._verify(activations.detach(), output.detach())
+            self._head = find_linear_head(model, self._graph)
         except Exception as error:  # any failure of the fast path must leave the slow, exact one
             self.fallback_reason = f"{type(error).__name__}: {error}" if not isinstance(error, _Untraceable) else str(error)
-            self._graph, self._frontier = None, []
+            self._graph, self._head, self._frontier = None, None, []
             warnings.warn(
                 f"camlens cannot evaluate the part of {type(model).__name__} after {layer!r} on its own "
                 f"({self.fallback_reason}); using full forward passes instead, which is slower but exact",
@@ -133,6 +140,11 @@ class AfterLayer:
     def is_sliced(self) -> bool:
         """Whether the fast path (only the network after the layer) is in use."""
         return self._graph is not None
+
+    @property
+    def has_linear_head(self) -> bool:
+        """Whether zeroing single maps takes the low-rank path of :mod:`camlens.channelwise`."""
+        return self._head is not None
 
     def _cut(self, call: int) -> None:
         tracer = _LayerTracer(self.layer)
@@ -225,6 +237,35 @@ class AfterLayer:
             run = fx.Interpreter(self.model, graph=self._graph)
             return select_output(run.run(activations, *self._frontier_for(image_index)), self.output_selector)
         return self._full_forward(activations, image_index)
+
+    def zeroing_channels(self, activations: torch.Tensor, image_index: torch.Tensor, rows: torch.Tensor,
+                         channels: torch.Tensor) -> torch.Tensor:
+        """The model's (selected) output when map ``channels[m]`` of ``activations[rows[m]]`` is set
+        to zero, for each m; ``activations`` (R, K, h, w) belong to images ``image_index`` (R,).
+
+        Equal to calling this object on the M modified activations, and computed that way unless
+        the after-part begins with channel-wise operations and a linear layer: then the linear
+        layer's output is updated in closed form (:mod:`camlens.channelwise`)."""
+        if self._head is None:
+            parts = []
+            for part in chunks(rows.numel(), self.batch_size):
+                variants = activations[rows[part]].clone()
+                variants[torch.arange(variants.shape[0], device=variants.device), channels[part]] = 0
+                parts.append(self._evaluate(variants, image_index[rows[part]]))
+            return torch.cat(parts) if parts else activations.new_empty(0)
+        results: torch.Tensor | None = None
+        for row in rows.unique():
+            chosen = (rows == row).nonzero().view(-1)
+            real, corrections = self._head.corrections(self.model, activations[row:row + 1])
+            linear_outputs = real - corrections[channels[chosen]]
+            for part in chunks(chosen.numel(), self.batch_size):
+                index = image_index[rows[chosen[part]]]
+                output = fx.Interpreter(self.model, graph=self._head.rest).run(linear_outputs[part], *self._frontier_for(index))
+                output = select_output(output, self.output_selector)
+                if results is None:
+                    results = output.new_empty(rows.numel(), *output.shape[1:])
+                results[chosen[part]] = output
+        return results if results is not None else activations.new_empty(0)
 
     def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
         module = self.model.get_submodule(self.layer)

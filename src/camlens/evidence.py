@@ -39,6 +39,11 @@ class Evidence:
         images = self.image_index[rows]
         return self.rescore(self.after(activations, images), self.classes[rows], images)
 
+    def values_zeroing(self, rows: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """The target's score for row ``rows[m]`` with map ``channels[m]`` set to zero (M,)."""
+        outputs = self.after.zeroing_channels(self.activations, self.image_index, rows, channels)
+        return self.rescore(outputs, self.classes[rows], self.image_index[rows])
+
     def image_values(self, images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The target's score of the full model on modified ``images`` (M, C, H, W) for rows ``rows``."""
         return self.rescore(self.full_model(images), self.classes[rows], self.image_index[rows])

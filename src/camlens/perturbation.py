@@ -29,18 +29,16 @@ def ablation_weights(evidence: Evidence) -> torch.Tensor:
     The paper divides by :math:`y^c`; for :math:`y^c < 0` that would silently flip every weight's
     sign, so camlens divides by :math:`|y^c|` (a drop in score always counts as evidence *for*
     the class), and by 1 where :math:`y^c = 0`. A map that is already all zero cannot change the
-    score when zeroed: its weight is exactly 0 and it is not evaluated.
+    score when zeroed: its weight is exactly 0 and it is not evaluated. Where the network after
+    the layer begins with channel-wise operations and a linear layer (VGG, ResNet, MobileNet,
+    EfficientNet heads), the K ablations share one pass over that layer (:mod:`camlens.channelwise`).
     """
     activations = evidence.activations
-    rows_count, channels = activations.shape[:2]
     scores = evidence.scores.detach()
-    ablated_scores = scores[:, None].repeat(1, channels)  # all-zero maps keep the score
+    ablated_scores = scores[:, None].repeat(1, activations.shape[1])  # all-zero maps keep the score
     rows, ablated = (activations.flatten(2) != 0).any(dim=2).nonzero(as_tuple=True)
     with torch.inference_mode():
-        for part in chunks(rows.numel(), evidence.batch_size):
-            variants = activations[rows[part]].clone()
-            variants[torch.arange(variants.shape[0], device=variants.device), ablated[part]] = 0
-            ablated_scores[rows[part], ablated[part]] = evidence.values(variants, rows[part])
+        ablated_scores[rows, ablated] = evidence.values_zeroing(rows, ablated)
     scale = torch.where(scores == 0, torch.ones_like(scores), scores.abs())
     return (scores[:, None] - ablated_scores) / scale[:, None]
 

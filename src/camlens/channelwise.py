@@ -1,0 +1,122 @@
+r"""Zeroing one activation map at a time, as a low-rank update of the first linear layer.
+
+Many networks end their convolutional part with operations that treat every channel on its own
+(ReLU, pooling, batch-norm in eval mode, dropout in eval mode), flatten, then a linear layer:
+VGG (max-pool, average-pool, ``classifier.0``), ResNet (average-pool, ``fc``), MobileNet and
+EfficientNet heads. After such a layer, zeroing map :math:`k` changes the linear layer's input
+only in the columns of channel :math:`k`, so
+
+.. math:: W x_{A^k=0} + b = (W x_A + b) - W_{:,k}\,(x_A - x_0)_k
+
+where :math:`x_A` is the flattened input on the real maps, :math:`x_0` on all-zero maps (the
+channel-wise operations act on channel :math:`k` alone, so channel :math:`k` of the ablated input
+is channel :math:`k` of :math:`x_0`), and :math:`W_{:,k}` are the columns belonging to channel
+:math:`k`. All K corrections cost one pass over :math:`W` instead of K rows through it: VGG-16's
+first linear layer (411 MB of weights) is read once, not once per map. What follows the linear
+layer is evaluated on the K corrected rows as usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+
+__all__ = ["LinearHead", "find_linear_head"]
+
+# Modules that compute each output channel from the same input channel alone (every module here
+# also keeps the channel count). Dropout and batch-norm qualify only in eval mode (checked below).
+_CHANNELWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.ELU,
+    nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)
+_EVAL_ONLY_MODULES = (nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
+_CHANNELWISE_FUNCTIONS = {
+    torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.sigmoid, torch.nn.functional.silu,
+    torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.avg_pool2d, torch.nn.functional.max_pool2d,
+}
+_CHANNELWISE_METHODS = {"relu", "relu_", "sigmoid"}
+
+
+def _is_channelwise(node: fx.Node, model: nn.Module) -> bool:
+    if node.op == "call_module":
+        module = model.get_submodule(node.target)
+        if type(module) in _CHANNELWISE_MODULES:
+            return True
+        if type(module) in _EVAL_ONLY_MODULES and not module.training:
+            return not isinstance(module, nn.BatchNorm2d) or module.track_running_stats
+        return False
+    if node.op == "call_function":
+        return node.target in _CHANNELWISE_FUNCTIONS
+    return node.op == "call_method" and node.target in _CHANNELWISE_METHODS
+
+
+def _is_flatten(node: fx.Node, model: nn.Module) -> bool:
+    """``flatten`` from dimension 1 to the end (function, method or ``nn.Flatten``)."""
+    if node.op == "call_module":
+        module = model.get_submodule(node.target)
+        return type(module) is nn.Flatten and module.start_dim == 1 and module.end_dim == -1
+    if (node.op, node.target) in (("call_function", torch.flatten), ("call_method", "flatten")):
+        arguments = dict(zip(("input", "start_dim", "end_dim"), node.args)) | node.kwargs
+        return arguments.get("start_dim", 0) == 1 and arguments.get("end_dim", -1) == -1
+    return False
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """The after-part split as ``rest(linear(prefix(A)))``, ``prefix`` channel-wise then a flatten."""
+
+    prefix: fx.Graph   # activations -> the linear layer's input (R, K * s)
+    linear: nn.Linear
+    rest: fx.Graph     # the linear layer's output, then the after-part's frontier values -> output
+
+    def corrections(self, model: nn.Module, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one row's activations (1, K, h, w): the linear layer's output on the real maps
+        (out,) and, for every channel k, what zeroing map k subtracts from it (K, out)."""
+        channels = activations.shape[1]
+        run = fx.Interpreter(model, graph=self.prefix).run
+        real, zero = run(activations), run(torch.zeros_like(activations))
+        if real.dim() != 2 or real.shape[1] % channels:
+            raise ValueError(f"the linear layer's input {tuple(real.shape)} does not split into {channels} channels")
+        weight = self.linear.weight
+        difference = (real - zero).view(channels, 1, -1)                             # (K, 1, s)
+        columns = weight.view(weight.shape[0], channels, -1).permute(1, 2, 0)        # (K, s, out), a view
+        return self.linear(real)[0], torch.bmm(difference, columns)[:, 0]
+
+
+def find_linear_head(model: nn.Module, graph: fx.Graph) -> LinearHead | None:
+    """Split a cut after-part graph (first placeholder: the activations) as :class:`LinearHead`,
+    or ``None`` when it does not begin with channel-wise operations, a flatten and a linear layer,
+    each the only user of the one before."""
+    nodes = list(graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    chain, node, flattened = [], placeholders[0], False
+    while len(node.users) == 1:
+        (node,) = node.users
+        if node.all_input_nodes != [chain[-1] if chain else placeholders[0]]:
+            return None
+        if node.op == "call_module" and type(model.get_submodule(node.target)) is nn.Linear:
+            if not flattened:
+                return None
+            prefix = fx.Graph()
+            env = {placeholders[0]: prefix.placeholder("activations")}
+            for step in chain:
+                env[step] = prefix.node_copy(step, lambda arg: env[arg])
+            prefix.output(env[chain[-1]])
+            rest = fx.Graph()
+            env = {node: rest.placeholder("linear_output")}
+            env.update({p: rest.node_copy(p) for p in placeholders[1:]})
+            skipped = {placeholders[0], *chain, node}
+            for later in nodes:
+                if later.op == "output":
+                    rest.output(fx.node.map_arg(later.args[0], lambda arg: env[arg]))
+                elif later not in skipped and later not in env:
+                    env[later] = rest.node_copy(later, lambda arg: env[arg])
+            return LinearHead(prefix, model.get_submodule(node.target), rest)
+        if _is_flatten(node, model) and not flattened:
+            flattened = True
+        elif not _is_channelwise(node, model):
+            return None
+        chain.append(node)
+    return None
