@@ -108,11 +108,13 @@ class AfterLayer:
         calls: how many times the layer is called in one forward pass.
         output_selector: as in :func:`camlens.explain`.
         batch_size: the most activations evaluated at once (bounds memory).
+        verify_on_first_use: defer the self-check to the first evaluation, where a caller's own
+            unmodified rows can settle it (``real=`` of :meth:`__call__`); by default it runs now.
     """
 
     def __init__(self, model: nn.Module, images: torch.Tensor, layer: str, activations: torch.Tensor,
                  output: torch.Tensor, *, call: int = -1, calls: int = 1, output_selector: OutputSelector = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, verify_on_first_use: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.model, self.images, self.layer = model, images, layer
@@ -123,27 +125,36 @@ class AfterLayer:
         self._graph: fx.Graph | None = None
         self._head: LinearHead | None = None
         self._frontier: list[tuple[object, bool]] = []
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # the self-check still to do
         try:
             self._cut(call)
-            self._verify(activations.detach(), output.detach())
             self._head = find_linear_head(model, self._graph)
         except Exception as error:  # any failure of the fast path must leave the slow, exact one
-            self.fallback_reason = f"{type(error).__name__}: {error}" if not isinstance(error, _Untraceable) else str(error)
-            self._graph, self._head, self._frontier = None, None, []
-            warnings.warn(
-                f"camlens cannot evaluate the part of {type(model).__name__} after {layer!r} on its own "
-                f"({self.fallback_reason}); using full forward passes instead, which is slower but exact",
-                RuntimeWarning, stacklevel=3,
-            )
+            self._fall_back(error)
+            return
+        self._pending = (activations.detach(), output.detach())
+        if not verify_on_first_use:
+            self._ensure_verified()
+
+    def _fall_back(self, error: Exception) -> None:
+        self.fallback_reason = str(error) if isinstance(error, _Untraceable) else f"{type(error).__name__}: {error}"
+        self._graph, self._head, self._frontier, self._pending = None, None, [], None
+        warnings.warn(
+            f"camlens cannot evaluate the part of {type(self.model).__name__} after {self.layer!r} on its own "
+            f"({self.fallback_reason}); using full forward passes instead, which is slower but exact",
+            RuntimeWarning, stacklevel=4,
+        )
 
     @property
     def is_sliced(self) -> bool:
         """Whether the fast path (only the network after the layer) is in use."""
+        self._ensure_verified()
         return self._graph is not None
 
     @property
     def has_linear_head(self) -> bool:
         """Whether zeroing single maps takes the low-rank path of :mod:`camlens.channelwise`."""
+        self._ensure_verified()
         return self._head is not None
 
     def _cut(self, call: int) -> None:
@@ -209,23 +220,51 @@ class AfterLayer:
                 values.append(value[image_index])
         return values
 
-    def _verify(self, activations: torch.Tensor, output: torch.Tensor) -> None:
-        # Twice the batch, image-major: a batch size the trace cannot have captured.
+    def _ensure_verified(self) -> None:
+        """The self-check, unless done: on the real activations the slice must reproduce the
+        model's own output. Twice the batch, image-major: a batch size the trace cannot have
+        captured."""
+        if self._pending is None:
+            return
+        activations = self._pending[0]
         index = torch.arange(activations.shape[0], device=activations.device).repeat_interleave(2)
         with torch.no_grad():
-            replayed = self(activations[index], index)
-        expected = output[index]
-        scale = float(expected.abs().max().clamp_min(1.0))
-        if replayed.shape != expected.shape or not torch.allclose(replayed, expected, rtol=1e-4, atol=1e-4 * scale):
-            difference = (replayed - expected).abs().max() if replayed.shape == expected.shape else "shape"
-            raise _Untraceable(f"the sliced network does not reproduce the model's output (max difference {difference})")
+            replayed = [self._evaluate(activations[index[part]], index[part]) for part in chunks(index.numel(), self.batch_size)]
+        self._check(torch.cat(replayed), index)
 
-    def __call__(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def _check(self, replayed: torch.Tensor, image_index: torch.Tensor) -> bool:
+        """Settle the pending self-check with the slice's outputs on the real activations of
+        images ``image_index``; fall back to full forwards if they differ from the model's."""
+        expected = self._pending[1][image_index]
+        scale = float(expected.abs().max().clamp_min(1.0))
+        if replayed.shape == expected.shape and torch.allclose(replayed, expected, rtol=1e-4, atol=1e-4 * scale):
+            self._pending = None
+            return True
+        difference = (replayed - expected).abs().max() if replayed.shape == expected.shape else "shape"
+        self._fall_back(_Untraceable(f"the sliced network does not reproduce the model's output (max difference {difference})"))
+        return False
+
+    def __call__(self, activations: torch.Tensor, image_index: torch.Tensor, *, real: int = 0) -> torch.Tensor:
         """The model's (selected) output for activations (M, K, h, w), row m belonging to image
-        ``image_index[m]``. Runs in chunks of ``batch_size`` under the caller's grad mode."""
+        ``image_index[m]``. Runs in chunks of ``batch_size`` under the caller's grad mode.
+
+        ``real``: the first ``real`` rows are the unmodified activations of their images. When
+        the self-check is still pending, their outputs settle it (saving a separate pass) if they
+        lie in the first chunk and that chunk's size differs from the image batch's.
+        """
         if activations.shape[0] != image_index.shape[0]:
             raise ValueError(f"{activations.shape[0]} activations but {image_index.shape[0]} image indices")
-        parts = [self._evaluate(activations[part], image_index[part]) for part in chunks(activations.shape[0], self.batch_size)]
+        parts = []
+        for part in chunks(activations.shape[0], self.batch_size):
+            if self._pending is not None:
+                size = part.stop - part.start
+                if part.start == 0 and 0 < real <= size and size != self.images.shape[0]:
+                    output = self._evaluate(activations[part], image_index[part])
+                    if self._check(output[:real].detach(), image_index[:real]):
+                        parts.append(output)
+                        continue
+                self._ensure_verified()
+            parts.append(self._evaluate(activations[part], image_index[part]))
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _evaluate(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
@@ -246,6 +285,7 @@ class AfterLayer:
         Equal to calling this object on the M modified activations, and computed that way unless
         the after-part begins with channel-wise operations and a linear layer: then the linear
         layer's output is updated in closed form (:mod:`camlens.channelwise`)."""
+        self._ensure_verified()
         if self._head is None:
             parts = []
             for part in chunks(rows.numel(), self.batch_size):

@@ -34,10 +34,11 @@ class Evidence:
     def after(self) -> AfterLayer:
         return self.build_after()
 
-    def values(self, activations: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The target's score when the layer outputs ``activations`` (M, K, h, w) for rows ``rows`` (M,)."""
+    def values(self, activations: torch.Tensor, rows: torch.Tensor, real: int = 0) -> torch.Tensor:
+        """The target's score when the layer outputs ``activations`` (M, K, h, w) for rows ``rows``
+        (M,); the first ``real`` of them unmodified (see :class:`AfterLayer`)."""
         images = self.image_index[rows]
-        return self.rescore(self.after(activations, images), self.classes[rows], images)
+        return self.rescore(self.after(activations, images, real=real), self.classes[rows], images)
 
     def values_zeroing(self, rows: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """The target's score for row ``rows[m]`` with map ``channels[m]`` set to zero (M,)."""

@@ -157,7 +157,8 @@ def explain(
             image_index=scores.image_index, images=inputs, rescore=target_fn.rescore,
             full_model=lambda batch: select_output(model(batch), output),
             build_after=lambda: AfterLayer(model, inputs, layer_name, activations, prediction, call=call, calls=calls,
-                                           output_selector=output, batch_size=batch_size or 128),
+                                           output_selector=output, batch_size=batch_size or 128,
+                                           verify_on_first_use=True),
             batch_size=batch_size or 128,
             image_batch_size=batch_size or 16,
         )

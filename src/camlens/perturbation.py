@@ -137,7 +137,7 @@ def liftcam_weights(evidence: Evidence) -> torch.Tensor:
         both = torch.cat([chosen, torch.zeros_like(chosen)]).requires_grad_(True)
         rows_both = torch.cat([rows, rows])
         with torch.inference_mode(False), torch.enable_grad(), RescaleRule():
-            values = evidence.values(both, rows_both)
+            values = evidence.values(both, rows_both, real=rows.numel())
             (multipliers,) = torch.autograd.grad(values[: rows.numel()].sum(), both)
         weights[part] = (multipliers[: rows.numel()] * chosen).sum(dim=(2, 3))
     return weights
