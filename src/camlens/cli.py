@@ -1,4 +1,5 @@
-"""The ``camlens`` command: explain photos, list the model zoo, list a model's layers.
+"""The ``camlens`` command: explain photos, evaluate methods on a dataset, list the model zoo,
+list a model's layers.
 
 Exit codes: 0 success; 1 some inputs could not be read (the others are done); 2 bad usage
 (unknown model, class, layer or method, missing weights, nothing to explain).
@@ -36,6 +37,8 @@ EXAMPLES = """examples:
   camlens explain cat_dog.jpg --target boxer --target "tiger cat" --methods gradcam,xgradcam
   camlens explain x.png --model mobilenet-v2 --weights mobilenet_v2.pth --layer features.18
   camlens explain x.png --model torchvision:resnet50 --layer layer4 --device cuda
+  camlens evaluate ../shared/data/imagenet_sample_1000/labels.csv --limit 100 --out eval
+  camlens evaluate ../shared/data/imagenet_val_bbox/annotations.csv --metrics localization --diagnose
   camlens models
   camlens layers efficientnet-lite0
 """
@@ -242,6 +245,31 @@ def _to_original(map_box: tuple[int, int, int, int], crop_box: tuple[float, ...]
     return x0 + map_box[0] * sx, y0 + map_box[1] * sy, x0 + map_box[2] * sx, y0 + map_box[3] * sy
 
 
+def command_evaluate(args: argparse.Namespace) -> int:
+    from .datasets import load_dataset
+    from .evaluation import GROUPS, evaluate
+
+    loaded = _load_model(args.model, args.weights)
+    methods = _methods(args.methods)
+    groups = tuple(g.strip() for g in args.metrics.split(",") if g.strip())
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    try:
+        samples = load_dataset(args.dataset, args.images)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot load the dataset: {error}") from None
+    samples = samples[: args.limit] if args.limit else samples
+    if not samples:
+        raise UsageError(f"{args.dataset} lists no images")
+    layer = None if args.layer == "auto" else args.layer
+    summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, steps=args.steps,
+                       batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
+    print(summary.markdown())
+    print(f"\nper-image results: {args.out}/results.jsonl; summary.md/.csv/.json" + (", curves.png" if summary.curves else ""))
+    return EXIT_OK
+
+
 def command_models(args: argparse.Namespace) -> int:
     print(f"{'name':22s} {'installed':10s} {'layer':14s} description")
     for entry in ZOO.values():
@@ -294,6 +322,31 @@ def parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("--boxes", action="store_true",
                                 help="draw on each overlay the box around the map's largest region above 15%% of its max")
     explain_parser.set_defaults(run=command_explain)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="measure methods on a dataset: faithfulness, axioms, Shapley error, localization",
+        description="Evaluate CAM methods on a labelled dataset (a labels/boxes CSV or a folder of VOC/ImageNet XML). "
+                    "Per-image results are appended to OUT/results.jsonl as they come, so an interrupted run "
+                    "resumes where it stopped; a summary table (mean ± 95%% CI) is printed and written.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate_parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
+    evaluate_parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
+    evaluate_parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
+    evaluate_parser.add_argument("--weights", help="weights file for models that need one (mobilenet-v2)")
+    evaluate_parser.add_argument("--layer", default="auto", help="dotted layer name (default: the model's recommended layer)")
+    evaluate_parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,scorecam,ablationcam,liftcam",
+                                 help="comma-separated method names (default: %(default)s)")
+    evaluate_parser.add_argument("--metrics", default="faithfulness,axioms",
+                                 help="comma-separated groups: faithfulness, occlusion, axioms, shapley, localization (default: %(default)s)")
+    evaluate_parser.add_argument("--limit", type=int, help="only the first N images")
+    evaluate_parser.add_argument("--steps", type=int, default=32, help="deletion/insertion steps (default: %(default)s)")
+    evaluate_parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    evaluate_parser.add_argument("--out", default="camlens-eval", help="output folder (default: %(default)s)")
+    evaluate_parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
+    evaluate_parser.add_argument("--diagnose", action="store_true",
+                                 help="for misclassified images, save the maps for the predicted and the true class side by side")
+    evaluate_parser.set_defaults(run=command_evaluate)
 
     models_parser = commands.add_parser("models", help="list the model zoo")
     models_parser.set_defaults(run=command_models)

@@ -12,10 +12,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from .explanation import normalize
+from .localization import Box
 
-__all__ = ["overlay", "render_attribution", "draw_box", "grid"]
-
-Box = tuple[float, float, float, float]
+__all__ = ["overlay", "render_attribution", "draw_box", "grid", "diagnosis"]
 
 
 def _colormaps():
@@ -96,3 +95,13 @@ def grid(panels: Sequence[Sequence[Image.Image]], titles: Sequence[Sequence[str]
     canvas.draw()
     buffer = np.asarray(canvas.buffer_rgba())
     return Image.fromarray(buffer[..., :3].copy())
+
+
+def diagnosis(image: Image.Image, predicted: dict[str, torch.Tensor], true: dict[str, torch.Tensor],
+              predicted_name: str, true_name: str, box: Box | None = None) -> Image.Image:
+    """The Grad-CAM paper's failure diagnosis: per method (a row), the photo, the map for the
+    predicted class and the map for the true class, side by side. ``predicted`` and ``true`` map
+    method names to maps (h, w); ``box`` is the region of ``image`` the maps cover."""
+    panels = [[image, overlay(image, predicted[m], box), overlay(image, true[m], box)] for m in predicted]
+    titles = [["photo", f"{m}: predicted {predicted_name}", f"{m}: true {true_name}"] for m in predicted]
+    return grid(panels, titles)

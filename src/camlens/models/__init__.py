@@ -17,10 +17,15 @@ from PIL import Image
 from .efficientnet_lite import LITE_VARIANTS, EfficientNetLite
 from .mobilenet_v2 import MobileNetV2
 
-__all__ = ["Preprocessing", "efficientnet_lite", "mobilenet_v2", "imagenet_classes", "EfficientNetLite", "MobileNetV2"]
+__all__ = ["Preprocessing", "efficientnet_lite", "mobilenet_v2", "imagenet_classes", "imagenet_wnids", "EfficientNetLite", "MobileNetV2"]
 
 
 @cache
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k WordNet IDs in the standard index order (sorted)."""
+    return tuple(resources.files(__package__).joinpath("imagenet_wnids.txt").read_text(encoding="utf-8").split())
+
+
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in the standard index order (WordNet IDs sorted)."""
     text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
@@ -37,7 +42,8 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
-    def _resized_size(self, width: int, height: int) -> tuple[int, int]:
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) an image of that size is resized to before the center crop."""
         scale = self.resize / min(width, height)
         return max(self.crop, round(width * scale)), max(self.crop, round(height * scale))
 
@@ -45,7 +51,7 @@ class Preprocessing:
         """The region ``(x0, y0, x1, y1)``, in the original image's pixels (``size`` = (width,
         height)), that the model sees after resizing and center-cropping."""
         width, height = size
-        resized_w, resized_h = self._resized_size(width, height)
+        resized_w, resized_h = self.resized_size(width, height)
         left, top = (resized_w - self.crop) // 2, (resized_h - self.crop) // 2
         sx, sy = resized_w / width, resized_h / height
         return left / sx, top / sy, (left + self.crop) / sx, (top + self.crop) / sy
@@ -53,7 +59,7 @@ class Preprocessing:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """A PIL image → a (3, crop, crop) float tensor."""
         image = image.convert("RGB")
-        image = image.resize(self._resized_size(*image.size), Image.BILINEAR)
+        image = image.resize(self.resized_size(*image.size), Image.BILINEAR)
         left, top = (image.width - self.crop) // 2, (image.height - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
         pixels = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
