@@ -53,11 +53,12 @@ def masked_scores(model: Model, images: torch.Tensor, maps: torch.Tensor, classe
     r"""The scores the three masking metrics need, per image: ``Y`` on the image, ``O`` on the
     image kept where the map is high (:math:`x \odot L`), ``D`` on the image kept where it is low
     (:math:`x \odot (1 - L)`). ``mask="soft"`` (default) uses the normalized map :math:`L` as is;
-    ``"top50"`` uses a binary mask of the map's top half of pixels (ties at the median kept)."""
+    ``"top50"`` uses a binary mask of the map's top half of pixels (ties at the cut kept)."""
     saliency = normalize(maps)
     if mask == "top50":
-        median = saliency.flatten(1).median(dim=1).values.view(-1, 1, 1)
-        saliency = (saliency >= median).to(saliency.dtype)
+        flat = saliency.flatten(1)
+        cut = flat.topk((flat.shape[1] + 1) // 2, dim=1).values[:, -1].view(-1, 1, 1)
+        saliency = (saliency >= cut).to(saliency.dtype)
     elif mask != "soft":
         raise ValueError(f"unknown mask {mask!r}; choose soft or top50")
     keep = saliency[:, None]
