@@ -137,6 +137,31 @@ def test_summary_confidence_interval_and_best_by_direction():
     assert summary.best("average_drop") == "a" and summary.best("insertion_auc") == "b"
 
 
+def test_resuming_under_another_protocol_is_refused(tmp_path, uninterrupted, capsys):
+    out = tmp_path / "copy"
+    out.mkdir()
+    for name in ("results.jsonl", "protocol.json"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    dataset = photo_dataset(tmp_path)
+    changed = [arg if arg != "4" else "8" for arg in ARGS]  # --steps 8
+    assert main(["evaluate", str(dataset), "--out", str(out), *changed]) == 2
+    assert "another protocol (steps differ)" in capsys.readouterr().err
+    assert len(read_results(out / "results.jsonl")) == 6  # nothing lost
+
+
+def test_an_unreadable_image_is_reported_and_the_others_evaluated(tmp_path, lite0, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    dataset = tmp_path / "mixed.csv"
+    dataset.write_text(f"file,label\n{tmp_path / 'broken.jpg'},1\n{SAMPLE_IMAGES / 'owl.jpg'},24\n")
+    out = tmp_path / "out"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--methods", "gradcam", "--steps", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "1 image(s) could not be read" in captured.err and "broken.jpg" in captured.out
+    records = read_results(out / "results.jsonl")
+    assert [("error" in r) for r in records] == [True, False]
+    assert summarize(records).cells[("gradcam", "average_drop")][2] == 1
+
+
 def test_evaluate_usage_errors(tmp_path, capsys):
     dataset = photo_dataset(tmp_path)
     assert main(["evaluate", str(dataset), "--metrics", "beauty", "--out", str(tmp_path)]) == 2

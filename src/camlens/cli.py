@@ -247,7 +247,7 @@ def _to_original(map_box: tuple[int, int, int, int], crop_box: tuple[float, ...]
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
-    from .evaluation import GROUPS, evaluate
+    from .evaluation import GROUPS, Protocol, evaluate
 
     loaded = _load_model(args.model, args.weights)
     methods = _methods(args.methods)
@@ -263,10 +263,20 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if not samples:
         raise UsageError(f"{args.dataset} lists no images")
     layer = None if args.layer == "auto" else args.layer
-    summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, steps=args.steps,
-                       batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
+    protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
+                        largest_component=not args.all_components, tolerance=args.tolerance)
+    try:
+        summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
+                           batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
+    except ValueError as error:
+        if "another protocol" not in str(error):
+            raise
+        raise UsageError(str(error)) from None
     print(summary.markdown())
     print(f"\nper-image results: {args.out}/results.jsonl; summary.md/.csv/.json" + (", curves.png" if summary.curves else ""))
+    if summary.failures:
+        print(f"camlens: {len(summary.failures)} image(s) could not be read", file=sys.stderr)
+        return EXIT_INPUT_FAILED
     return EXIT_OK
 
 
@@ -341,6 +351,15 @@ def parser() -> argparse.ArgumentParser:
                                  help="comma-separated groups: faithfulness, occlusion, axioms, shapley, localization (default: %(default)s)")
     evaluate_parser.add_argument("--limit", type=int, help="only the first N images")
     evaluate_parser.add_argument("--steps", type=int, default=32, help="deletion/insertion steps (default: %(default)s)")
+    evaluate_parser.add_argument("--score", choices=("probability", "logit"), default="probability",
+                                 help="the class score the faithfulness metrics use (default: %(default)s)")
+    evaluate_parser.add_argument("--mask", choices=("soft", "top50"), default="soft",
+                                 help="Average Drop / Increase in Confidence / ADD mask (default: %(default)s)")
+    evaluate_parser.add_argument("--box-threshold", type=float, default=0.15,
+                                 help="binarize maps at this fraction of their max for boxes (default: %(default)s)")
+    evaluate_parser.add_argument("--all-components", action="store_true",
+                                 help="box around all components above the threshold, not only the largest")
+    evaluate_parser.add_argument("--tolerance", type=float, default=15.0, help="pointing-game tolerance in pixels (default: %(default)s)")
     evaluate_parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
     evaluate_parser.add_argument("--out", default="camlens-eval", help="output folder (default: %(default)s)")
     evaluate_parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")

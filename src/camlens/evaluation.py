@@ -15,7 +15,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,11 +24,11 @@ from . import axioms, faithfulness, localization
 from .datasets import Sample, boxes_in_input, mask_in_input
 from .explain import explain
 from .explanation import Explanation
-from .images import read_image
+from .images import ImageReadError, read_image
 from .models.zoo import LoadedModel
 from .targets import TopK
 
-__all__ = ["Metric", "METRICS", "GROUPS", "evaluate", "summarize", "read_results", "Summary"]
+__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "evaluate", "summarize", "read_results", "Summary"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,47 @@ GROUPS = tuple(dict.fromkeys(m.group for m in METRICS.values()))
 _CURVES = ("deletion_curve", "insertion_curve")
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How the metrics are measured; the defaults are the papers' (see PAPERS.md). A results
+    folder records its protocol and refuses to resume under a different one.
+
+    Attributes:
+        steps: deletion/insertion steps (RISE uses one per 224 pixels; 32 here by default).
+        score: ``"probability"`` (softmax, the LIFT-CAM / Grad-CAM++ metrics) or ``"logit"``.
+        mask: ``"soft"`` (the normalized map) or ``"top50"`` (binary, top half of the pixels) for
+            Average Drop, Increase in Confidence and ADD.
+        box_threshold: a map is binarized at this fraction of its maximum before taking a box (15%).
+        largest_component: box around the largest connected component (else around all of them).
+        iou: the IoU a box needs for a correct localization (0.5).
+        tolerance: pointing-game tolerance in pixels (15).
+        mask_threshold: fraction of the maximum for the segmentation-seed IoU (0.5).
+    """
+
+    steps: int = 32
+    score: faithfulness.ScoreKind = "probability"
+    mask: str = "soft"
+    box_threshold: float = 0.15
+    largest_component: bool = True
+    iou: float = 0.5
+    tolerance: float = 15.0
+    mask_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, not {self.steps}")
+        if self.score not in ("probability", "logit"):
+            raise ValueError(f"unknown score {self.score!r}; choose probability or logit")
+        if self.mask not in ("soft", "top50"):
+            raise ValueError(f"unknown mask {self.mask!r}; choose soft or top50")
+        for name in ("box_threshold", "iou", "mask_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], not {getattr(self, name)}")
+
+    def box(self, saliency: torch.Tensor) -> localization.Box:
+        return localization.box_from_map(saliency, self.box_threshold, self.largest_component)
+
+
 def _check_groups(groups: Sequence[str]) -> None:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -90,13 +131,15 @@ def read_results(path: Path) -> list[dict]:
 
 
 def _per_row_faithfulness(model: LoadedModel, image: torch.Tensor, explanation: Explanation, methods: Sequence[str],
-                          steps: int, batch_size: int, occlusion: bool) -> dict[str, dict]:
+                          protocol: Protocol, batch_size: int, occlusion: bool) -> dict[str, dict]:
     """Faithfulness of every method's map for the first row (the predicted class), batched over methods."""
     maps = torch.stack([explanation.maps[m][0] for m in methods])
     images = image.expand(len(methods), *image.shape[1:])
     classes = explanation.targets[:1].expand(len(methods))
-    scores = faithfulness.masked_scores(model.model, images, maps, classes, batch_size=batch_size)
-    curves = faithfulness.deletion_insertion(model.model, images, maps, classes, steps=steps, batch_size=batch_size)
+    scores = faithfulness.masked_scores(model.model, images, maps, classes, kind=protocol.score, mask=protocol.mask,
+                                        batch_size=batch_size)
+    curves = faithfulness.deletion_insertion(model.model, images, maps, classes, steps=protocol.steps,
+                                             kind=protocol.score, batch_size=batch_size)
     values = {
         "average_drop": faithfulness.average_drop(scores["Y"], scores["O"]),
         "increase_in_confidence": faithfulness.increase_in_confidence(scores["Y"], scores["O"]),
@@ -135,26 +178,26 @@ def _shapley(explanation: Explanation, method: str) -> dict[str, float]:
 
 
 def _localization(sample: Sample, size: tuple[int, int], model: LoadedModel, predicted: Explanation,
-                  truth: Explanation | None, method: str, mask: torch.Tensor | None) -> dict[str, float]:
+                  truth: Explanation | None, method: str, mask: torch.Tensor | None, protocol: Protocol) -> dict[str, float]:
     result: dict[str, float] = {}
     crop = model.preprocessing.crop
     truths = boxes_in_input(sample.boxes_of(sample.label), size, model.preprocessing) if sample.boxes else []
     if truths:
         classes = [int(c) for c in predicted.targets]
-        boxes = [localization.box_from_map(predicted.maps[method][row]) for row in range(len(predicted))]
-        top1, top5 = localization.localization_errors(classes, boxes, sample.label, truths)
+        boxes = [protocol.box(predicted.maps[method][row]) for row in range(len(predicted))]
+        top1, top5 = localization.localization_errors(classes, boxes, sample.label, truths, protocol.iou)
         result["localization_error_top1"], result["localization_error_top5"] = top1, top5
     if truth is None:
         return result
     saliency = truth.maps[method][0].clamp_min(0).cpu()
     region = mask if mask is not None else (localization.boxes_mask(truths, (crop, crop)) if truths else None)
     if truths:
-        result["box_iou"] = localization.best_iou(localization.box_from_map(saliency), truths)
+        result["box_iou"] = localization.best_iou(protocol.box(saliency), truths)
     if region is not None:
-        result["pointing_game"] = float(localization.pointing_hit(saliency, region))
+        result["pointing_game"] = float(localization.pointing_hit(saliency, region, protocol.tolerance))
         result["energy_pointing_game"] = localization.energy_in(saliency, region)
     if mask is not None:
-        result["mask_iou"] = localization.mask_iou(saliency, mask)
+        result["mask_iou"] = localization.mask_iou(saliency, mask, protocol.mask_threshold)
     return result
 
 
@@ -170,18 +213,20 @@ def _diagnosis(out: Path, sample: Sample, original, model: LoadedModel, predicte
 
 
 def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[str], out: str | Path, *,
-             groups: Sequence[str] = ("faithfulness", "axioms"), layer: str | None = None, steps: int = 32,
-             batch_size: int = 32, resume: bool = True, diagnose: bool = False, progress: bool = True,
-             options: dict | None = None) -> "Summary":
-    """Evaluate ``methods`` on ``samples`` with the metric ``groups`` (see :data:`METRICS`),
-    writing ``results.jsonl`` under ``out`` incrementally; returns the :class:`Summary` (also
-    written as ``summary.md``, ``summary.csv``, ``summary.json`` and ``curves.png``)."""
+             groups: Sequence[str] = ("faithfulness", "axioms"), layer: str | None = None,
+             protocol: Protocol = Protocol(), batch_size: int = 32, resume: bool = True, diagnose: bool = False,
+             progress: bool = True, options: dict | None = None) -> "Summary":
+    """Evaluate ``methods`` on ``samples`` with the metric ``groups`` (see :data:`METRICS`) under
+    ``protocol``, writing ``results.jsonl`` under ``out`` incrementally; returns the
+    :class:`Summary` (also written as ``summary.md``, ``summary.csv``, ``summary.json`` and
+    ``curves.png``). ``batch_size``: images per forward pass of the metrics (memory, not results)."""
     _check_groups(groups)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
     if not resume and path.exists():
         path.unlink()
+    _settle_protocol(out / "protocol.json", protocol, model, layer or model.layer, resume and path.exists())
     done = {(r["id"], r["method"]) for r in read_results(path)}
     methods = tuple(methods)
     extra = (("ablationcam",) if "axioms" in groups else ()) + (("shapley",) if "shapley" in groups else ())
@@ -193,8 +238,11 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     with open(path, "a", encoding="utf-8") as results:
         for sample in tqdm(todo, desc="evaluate", unit="image", disable=not progress, initial=len(samples) - len(todo),
                            total=len(samples)):
-            records = _evaluate_sample(model, sample, methods, explained, layer, groups, steps, batch_size, diagnose,
-                                       out, options)
+            try:
+                records = _evaluate_sample(model, sample, methods, explained, layer, groups, protocol, batch_size,
+                                           diagnose, out, options)
+            except ImageReadError as error:  # recorded, so that a resumed run does not retry it forever
+                records = [{"id": sample.id, "method": m, "error": str(error)} for m in methods]
             lines = "".join(json.dumps(r) + "\n" for r in records if (r["id"], r["method"]) not in done)
             results.write(lines)
             results.flush()
@@ -204,8 +252,23 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     return summary
 
 
+def _settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: str, resuming: bool) -> None:
+    """Write the run's protocol, model and layer; when resuming, refuse a different one (the
+    results would silently mix two definitions)."""
+    settings = {"protocol": asdict(protocol), "model": model.name, "layer": layer}
+    if resuming and path.exists():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier != settings:
+            changed = sorted(k for k in set(earlier["protocol"]) | set(settings["protocol"])
+                             if earlier["protocol"].get(k) != settings["protocol"].get(k))
+            changed += [k for k in ("model", "layer") if earlier.get(k) != settings[k]]
+            raise ValueError(f"{path.parent} holds results under another protocol ({', '.join(changed)} differ): "
+                             "resume with the same settings, or restart")
+    path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+
+
 def _evaluate_sample(model: LoadedModel, sample: Sample, methods: tuple[str, ...], explained: tuple[str, ...],
-                     layer: str, groups: Sequence[str], steps: int, batch_size: int, diagnose: bool, out: Path,
+                     layer: str, groups: Sequence[str], protocol: Protocol, batch_size: int, diagnose: bool, out: Path,
                      options: dict | None) -> list[dict]:
     original = read_image(sample.path)
     image = model.preprocessing(original)[None]
@@ -218,7 +281,7 @@ def _evaluate_sample(model: LoadedModel, sample: Sample, methods: tuple[str, ...
     records = {m: {"id": sample.id, "method": m, "label": sample.label, "predicted": int(predicted.targets[0])}
                for m in methods}
     if "faithfulness" in groups or "occlusion" in groups:
-        for m, values in _per_row_faithfulness(model, image, predicted, methods, steps, batch_size,
+        for m, values in _per_row_faithfulness(model, image, predicted, methods, protocol, batch_size,
                                                  "occlusion" in groups).items():
             records[m].update(values)
     mask = mask_in_input(sample.mask, model.preprocessing) if sample.mask and locating else None
@@ -228,7 +291,7 @@ def _evaluate_sample(model: LoadedModel, sample: Sample, methods: tuple[str, ...
         if "shapley" in groups:
             records[m].update(_shapley(predicted, m))
         if locating:
-            records[m].update(_localization(sample, original.size, model, predicted, truth, m, mask))
+            records[m].update(_localization(sample, original.size, model, predicted, truth, m, mask, protocol))
     if diagnose and truth is not None and int(predicted.targets[0]) != sample.label:
         _diagnosis(out / "diagnosis", sample, original, model, predicted, truth, methods)
     return list(records.values())
@@ -242,6 +305,7 @@ class Summary:
     metrics: tuple[str, ...]
     cells: dict[tuple[str, str], tuple[float, float, int]]
     curves: dict[str, dict[str, list[float]]]
+    failures: dict[str, str] = field(default_factory=dict)  # image id → why it could not be evaluated
 
     def best(self, metric: str) -> str | None:
         present = [m for m in self.methods if (m, metric) in self.cells]
@@ -272,6 +336,8 @@ class Summary:
         count = max((c[2] for c in self.cells.values()), default=0)
         lines.append(f"\n{count} images; mean ± 95% confidence interval (Student t); best per column in bold; "
                      "↑ higher is better, ↓ lower is better.")
+        if self.failures:
+            lines.append(f"{len(self.failures)} image(s) could not be evaluated: " + "; ".join(self.failures.values()))
         return "\n".join(lines)
 
     def write(self, out: Path) -> None:
@@ -332,4 +398,5 @@ def summarize(records: Iterable[dict], methods: Sequence[str] | None = None) -> 
         with_curves = [r for r in mine if "deletion_curve" in r]
         if with_curves:
             curves[m] = {kind: [sum(c) / len(with_curves) for c in zip(*(r[kind] for r in with_curves))] for kind in _CURVES}
-    return Summary(methods, metrics, cells, curves)
+    failures = {r["id"]: r["error"] for r in records if "error" in r}
+    return Summary(methods, metrics, cells, curves, failures)

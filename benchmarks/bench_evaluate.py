@@ -1,0 +1,98 @@
+"""``camlens evaluate`` on real photos with EfficientNet-Lite0: throughput, the summary tables, and
+what deletion + insertion cost beyond the forward passes they need.
+
+    python benchmarks/bench_evaluate.py                         # 100 photos of imagenet_sample_1000,
+                                                                # then the 21 of imagenet_val_bbox
+    python benchmarks/bench_evaluate.py --photos 20 --skip-localization
+
+Needs the shared data (CAMLENS_DATA, default ../shared/data). Results (per-image JSONL, summary
+tables, mean curves) go under --out; a rerun resumes them unless --restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import camlens
+from camlens import faithfulness
+from camlens.datasets import load_dataset
+from camlens.evaluation import Protocol, evaluate
+from camlens.images import read_image
+from camlens.models.zoo import load
+from _harness import time_interleaved
+
+DATA = Path(os.environ.get("CAMLENS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FAITHFULNESS_METHODS = ("gradcam", "gradcampp", "xgradcam", "scorecam", "ablationcam", "liftcam")
+LOCALIZATION_METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "ablationcam", "liftcam")
+
+
+def curve_overhead(zoo, samples, steps: int, batch_size: int) -> None:
+    """Seconds of deletion + insertion for the six methods' maps of one image, against the same
+    number of plain forward passes at the same batch size."""
+    ratios = []
+    for sample in samples:
+        image = zoo.preprocessing(read_image(sample.path))[None]
+        explanation = camlens.explain(zoo.model, image, layer=zoo.layer, methods=("gradcam", "gradcampp", "xgradcam", "layercam"))
+        maps = torch.stack([explanation.maps[m][0] for m in explanation.methods])
+        images = image.expand(maps.shape[0], -1, -1, -1)
+        classes = explanation.targets[:1].expand(maps.shape[0])
+        count = 2 * maps.shape[0] * (steps + 1)
+        batch = torch.randn(batch_size, *image.shape[1:])
+
+        def forwards() -> None:
+            with torch.inference_mode():
+                for start in range(0, count, batch_size):
+                    zoo.model(batch[: min(batch_size, count - start)])
+
+        timings = time_interleaved({
+            "curves": lambda: faithfulness.deletion_insertion(zoo.model, images, maps, classes, steps=steps, batch_size=batch_size),
+            "forwards": forwards,
+        }, rounds=3)
+        ratios.append(statistics.median(timings["curves"]) / statistics.median(timings["forwards"]))
+    print(f"  deletion + insertion ({steps} steps, {maps.shape[0]} maps, {count} forwards per image, batch {batch_size}): "
+          f"{statistics.median(ratios):.3f}× the plain forwards (median of {len(ratios)} photos; target ≤ 1.2)")
+
+
+def run(zoo, dataset: Path, count: int, methods, groups, out: Path, steps: int, batch_size: int, restart: bool) -> None:
+    samples = load_dataset(dataset)[:count]
+    start = time.perf_counter()
+    summary = evaluate(zoo, samples, methods, out, groups=groups, protocol=Protocol(steps=steps), batch_size=batch_size,
+                       resume=not restart, diagnose=True)
+    seconds = time.perf_counter() - start
+    print(f"\n{len(samples)} images of {dataset.parent.name}, {', '.join(groups)}: {seconds:.0f} s "
+          f"({len(samples) / seconds:.3f} images/s; counts only what this run computed, see --restart)\n")
+    print(summary.markdown())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", default="bench-evaluate-out")
+    parser.add_argument("--restart", action="store_true", help="recompute everything instead of resuming")
+    parser.add_argument("--skip-localization", action="store_true")
+    args = parser.parse_args()
+    if not (DATA / "imagenet_sample_1000" / "labels.csv").exists():
+        raise SystemExit(f"no shared data at {DATA}: set CAMLENS_DATA")
+    torch.set_num_threads(os.cpu_count() or 1)
+    zoo = load("efficientnet-lite0")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, camlens {camlens.__version__}, "
+          f"EfficientNet-Lite0 at {zoo.layer}")
+    sample_csv = DATA / "imagenet_sample_1000" / "labels.csv"
+    curve_overhead(zoo, load_dataset(sample_csv)[:5], args.steps, args.batch_size)
+    run(zoo, sample_csv, args.photos, FAITHFULNESS_METHODS, ("faithfulness", "axioms"), Path(args.out) / "faithfulness",
+        args.steps, args.batch_size, args.restart)
+    if not args.skip_localization:
+        run(zoo, DATA / "imagenet_val_bbox" / "annotations.csv", 21, LOCALIZATION_METHODS, ("localization",),
+            Path(args.out) / "localization", args.steps, args.batch_size, args.restart)
+
+
+if __name__ == "__main__":
+    main()
