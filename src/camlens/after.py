@@ -273,9 +273,13 @@ class AfterLayer:
             # must not touch the caller's leaf (or a view of it)
             activations = activations.clone()
         if self._graph is not None:
-            run = fx.Interpreter(self.model, graph=self._graph)
-            return select_output(run.run(activations, *self._frontier_for(image_index)), self.output_selector)
+            return self._interpret(self._graph, activations, image_index)
         return self._full_forward(activations, image_index)
+
+    def _interpret(self, graph: fx.Graph, first: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+        """Run a cut graph (first input ``first``, then the frontier values of the rows' images)."""
+        output = fx.Interpreter(self.model, graph=graph).run(first, *self._frontier_for(image_index))
+        return select_output(output, self.output_selector)
 
     def zeroing_channels(self, activations: torch.Tensor, image_index: torch.Tensor, rows: torch.Tensor,
                          channels: torch.Tensor) -> torch.Tensor:
@@ -299,9 +303,7 @@ class AfterLayer:
             real, corrections = self._head.corrections(self.model, activations[row:row + 1])
             linear_outputs = real - corrections[channels[chosen]]
             for part in chunks(chosen.numel(), self.batch_size):
-                index = image_index[rows[chosen[part]]]
-                output = fx.Interpreter(self.model, graph=self._head.rest).run(linear_outputs[part], *self._frontier_for(index))
-                output = select_output(output, self.output_selector)
+                output = self._interpret(self._head.rest, linear_outputs[part], image_index[rows[chosen[part]]])
                 if results is None:
                     results = output.new_empty(rows.numel(), *output.shape[1:])
                 results[chosen[part]] = output

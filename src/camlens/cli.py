@@ -247,14 +247,15 @@ def _to_original(map_box: tuple[int, int, int, int], crop_box: tuple[float, ...]
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
-    from .evaluation import GROUPS, Protocol, evaluate
+    from .evaluation import Protocol, ProtocolMismatch, check_groups, evaluate
 
     loaded = _load_model(args.model, args.weights)
     methods = _methods(args.methods)
     groups = tuple(g.strip() for g in args.metrics.split(",") if g.strip())
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown:
-        raise UsageError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    try:
+        check_groups(groups)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     try:
         samples = load_dataset(args.dataset, args.images)
     except (OSError, ValueError) as error:
@@ -268,9 +269,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     try:
         summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
                            batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
-    except ValueError as error:
-        if "another protocol" not in str(error):
-            raise
+    except ProtocolMismatch as error:
         raise UsageError(str(error)) from None
     print(summary.markdown())
     print(f"\nper-image results: {args.out}/results.jsonl; summary.md/.csv/.json" + (", curves.png" if summary.curves else ""))

@@ -142,11 +142,7 @@ def mask_in_input(path: str | Path, preprocessing: Preprocessing, foreground: Co
     """A PNG of class indices → a boolean mask in the model input's pixels (nearest-neighbour
     resize and the same center crop). ``foreground``: the indices that count as the object; by
     default every index except 0 (background) and 255 (VOC's border)."""
-    image = Image.open(path)
-    width, height = image.size
-    resized = image.resize(preprocessing.resized_size(width, height), Image.NEAREST)
-    left, top = (resized.width - preprocessing.crop) // 2, (resized.height - preprocessing.crop) // 2
-    values = np.array(resized.crop((left, top, left + preprocessing.crop, top + preprocessing.crop)))
+    values = np.array(preprocessing.resize_and_crop(Image.open(path), Image.NEAREST))
     if values.ndim == 3:
         values = values[..., 0]
     mask = np.isin(values, list(foreground)) if foreground is not None else (values != 0) & (values != 255)

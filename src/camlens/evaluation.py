@@ -28,7 +28,7 @@ from .images import ImageReadError, read_image
 from .models.zoo import LoadedModel
 from .targets import TopK
 
-__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "evaluate", "summarize", "read_results", "Summary"]
+__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "ProtocolMismatch", "check_groups", "evaluate", "summarize", "read_results", "Summary"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,12 @@ class Protocol:
         return localization.box_from_map(saliency, self.box_threshold, self.largest_component)
 
 
-def _check_groups(groups: Sequence[str]) -> None:
+class ProtocolMismatch(ValueError):
+    """A results folder holds results measured under another protocol, model or layer."""
+
+
+def check_groups(groups: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the unknown metric groups and the known ones."""
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
@@ -220,7 +225,7 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     ``protocol``, writing ``results.jsonl`` under ``out`` incrementally; returns the
     :class:`Summary` (also written as ``summary.md``, ``summary.csv``, ``summary.json`` and
     ``curves.png``). ``batch_size``: images per forward pass of the metrics (memory, not results)."""
-    _check_groups(groups)
+    check_groups(groups)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
@@ -262,7 +267,7 @@ def _settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: 
             changed = sorted(k for k in set(earlier["protocol"]) | set(settings["protocol"])
                              if earlier["protocol"].get(k) != settings["protocol"].get(k))
             changed += [k for k in ("model", "layer") if earlier.get(k) != settings[k]]
-            raise ValueError(f"{path.parent} holds results under another protocol ({', '.join(changed)} differ): "
+            raise ProtocolMismatch(f"{path.parent} holds results under another protocol ({', '.join(changed)} differ): "
                              "resume with the same settings, or restart")
     path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
 

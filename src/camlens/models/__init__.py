@@ -56,12 +56,16 @@ class Preprocessing:
         sx, sy = resized_w / width, resized_h / height
         return left / sx, top / sy, (left + self.crop) / sx, (top + self.crop) / sy
 
+    def resize_and_crop(self, image: Image.Image, resample: int = Image.BILINEAR) -> Image.Image:
+        """The geometry alone: resize the short side, then center-crop (``Image.NEAREST`` for
+        label images such as segmentation masks)."""
+        image = image.resize(self.resized_size(*image.size), resample)
+        left, top = (image.width - self.crop) // 2, (image.height - self.crop) // 2
+        return image.crop((left, top, left + self.crop, top + self.crop))
+
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """A PIL image → a (3, crop, crop) float tensor."""
-        image = image.convert("RGB")
-        image = image.resize(self.resized_size(*image.size), Image.BILINEAR)
-        left, top = (image.width - self.crop) // 2, (image.height - self.crop) // 2
-        image = image.crop((left, top, left + self.crop, top + self.crop))
+        image = self.resize_and_crop(image.convert("RGB"))
         pixels = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
