@@ -33,7 +33,7 @@ LOCALIZATION_METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "
 
 
 def curve_overhead(zoo, samples, steps: int, batch_size: int) -> None:
-    """Seconds of deletion + insertion for the six methods' maps of one image, against the same
+    """Seconds of deletion + insertion for four methods' maps of one image, against the same
     number of plain forward passes at the same batch size."""
     ratios = []
     for sample in samples:
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=100)
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", default="bench-evaluate-out")
+    parser.add_argument("--out", default="benchmarks/results/evaluate")
     parser.add_argument("--restart", action="store_true", help="recompute everything instead of resuming")
     parser.add_argument("--skip-localization", action="store_true")
     args = parser.parse_args()
