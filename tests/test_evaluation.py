@@ -134,7 +134,15 @@ def test_summary_confidence_interval_and_best_by_direction():
     mean, half, n = summary.cells[("a", "average_drop")]
     assert mean == pytest.approx(0.4) and n == 3
     assert half == pytest.approx(4.302652729911275 * 0.2 / 3 ** 0.5)  # t(0.975, 2) · sd / √n
-    assert summary.best("average_drop") == "a" and summary.best("insertion_auc") == "b"
+    assert summary.best("average_drop") == ("a",) and summary.best("insertion_auc") == ("b",)
+
+
+def test_summary_marks_every_method_tied_at_the_printed_precision():
+    means = (("cam", 0.5712), ("gradcam", 0.57118), ("lift", 0.5))
+    records = [{"id": "0", "method": m, "insertion_auc": v} for m, v in means]
+    summary = summarize(records)
+    assert summary.best("insertion_auc") == ("cam", "gradcam")
+    assert summary.markdown().count("**0.571") == 2
 
 
 def test_resuming_under_another_protocol_is_refused(tmp_path, uninterrupted, capsys):
@@ -162,9 +170,29 @@ def test_an_unreadable_image_is_reported_and_the_others_evaluated(tmp_path, lite
     assert summarize(records).cells[("gradcam", "average_drop")][2] == 1
 
 
+def test_diagnosis_pictures_only_for_misclassified_images(tmp_path, lite0):
+    from PIL import Image
+
+    dataset = tmp_path / "d.csv"  # the owl labelled as a macaw (88): misclassified; the parrot is a macaw
+    rows = [f"{SAMPLE_IMAGES / name},88,0,0,{Image.open(SAMPLE_IMAGES / name).width},10"
+            for name in ("owl.jpg", "parrot.jpg")]
+    dataset.write_text("file,label,x0,y0,x1,y1\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--methods", "gradcam,liftcam", "--metrics",
+                 "localization", "--diagnose"]) == 0
+    predicted = {Path(r["id"]).stem: r["predicted"] for r in read_results(out / "results.jsonl")}
+    assert predicted["parrot"] == 88 and predicted["owl"] != 88
+    assert [p.name for p in (out / "diagnosis").iterdir()] == ["owl.png"]
+    picture = Image.open(out / "diagnosis" / "owl.png")
+    assert picture.width > picture.height  # photo, then a column per method: predicted above true
+
+
 def test_evaluate_usage_errors(tmp_path, capsys):
     dataset = photo_dataset(tmp_path)
     assert main(["evaluate", str(dataset), "--metrics", "beauty", "--out", str(tmp_path)]) == 2
     assert "unknown metric group(s) beauty" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     assert "cannot load the dataset" in capsys.readouterr().err
+    (tmp_path / "labels.csv").write_text(f"file,label\n{SAMPLE_IMAGES / 'owl.jpg'},24\n")
+    assert main(["evaluate", str(tmp_path / "labels.csv"), "--metrics", "localization", "--out", str(tmp_path)]) == 2
+    assert "localization needs labelled images with boxes or masks" in capsys.readouterr().err

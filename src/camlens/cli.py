@@ -247,7 +247,7 @@ def _to_original(map_box: tuple[int, int, int, int], crop_box: tuple[float, ...]
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
-    from .evaluation import Protocol, ProtocolMismatch, check_groups, evaluate
+    from .evaluation import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 
     loaded = _load_model(args.model, args.weights)
     methods = _methods(args.methods)
@@ -263,6 +263,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     samples = samples[: args.limit] if args.limit else samples
     if not samples:
         raise UsageError(f"{args.dataset} lists no images")
+    try:
+        check_dataset(samples, groups)
+    except ValueError as error:
+        raise UsageError(f"{args.dataset}: {error}") from None
     layer = None if args.layer == "auto" else args.layer
     protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
                         largest_component=not args.all_components, tolerance=args.tolerance)

@@ -28,7 +28,7 @@ from .images import ImageReadError, read_image
 from .models.zoo import LoadedModel
 from .targets import TopK
 
-__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "ProtocolMismatch", "check_groups", "evaluate", "summarize", "read_results", "Summary"]
+__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "ProtocolMismatch", "check_groups", "check_dataset", "evaluate", "summarize", "read_results", "Summary"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,14 @@ def check_groups(groups: Sequence[str]) -> None:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+
+
+def check_dataset(samples: Sequence[Sample], groups: Sequence[str]) -> None:
+    """Raise ``ValueError`` when ``groups`` ask for what no sample has: localization needs labels
+    and boxes or masks. (A run would otherwise end with an empty table.)"""
+    if "localization" in groups and not any(s.label is not None and (s.boxes or s.mask) for s in samples):
+        raise ValueError(f"localization needs labelled images with boxes or masks, and none of the {len(samples)} "
+                         "images has them: give a boxes CSV (x0,y0,x1,y1 columns), VOC/ImageNet XML or a mask column")
 
 
 def read_results(path: Path) -> list[dict]:
@@ -226,6 +234,7 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     :class:`Summary` (also written as ``summary.md``, ``summary.csv``, ``summary.json`` and
     ``curves.png``). ``batch_size``: images per forward pass of the metrics (memory, not results)."""
     check_groups(groups)
+    check_dataset(samples, groups)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
@@ -312,12 +321,15 @@ class Summary:
     curves: dict[str, dict[str, list[float]]]
     failures: dict[str, str] = field(default_factory=dict)  # image id → why it could not be evaluated
 
-    def best(self, metric: str) -> str | None:
-        present = [m for m in self.methods if (m, metric) in self.cells]
-        if not present:
-            return None
-        pick = max if METRICS[metric].higher_is_better else min
-        return pick(present, key=lambda m: self.cells[(m, metric)][0])
+    def best(self, metric: str, digits: int = 3) -> tuple[str, ...]:
+        """The methods with the best mean of ``metric``, all of those tied with it when rounded
+        to ``digits`` (the precision the table prints): methods that coincide on a head, such as
+        CAM, Grad-CAM and XGrad-CAM on GAP → linear, are marked together."""
+        means = {m: round(self.cells[(m, metric)][0], digits) for m in self.methods if (m, metric) in self.cells}
+        if not means:
+            return ()
+        top = (max if METRICS[metric].higher_is_better else min)(means.values())
+        return tuple(m for m, v in means.items() if v == top)
 
     def rows(self) -> list[dict]:
         return [{"method": m, "metric": k, "mean": c[0], "ci95": c[1], "n": c[2],
@@ -336,11 +348,11 @@ class Summary:
                     continue
                 mean, half, _ = self.cells[(m, k)]
                 text = f"{mean:.3f} ± {half:.3f}"
-                cells.append(f"**{text}**" if best[k] == m else text)
+                cells.append(f"**{text}**" if m in best[k] else text)
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         count = max((c[2] for c in self.cells.values()), default=0)
-        lines.append(f"\n{count} images; mean ± 95% confidence interval (Student t); best per column in bold; "
-                     "↑ higher is better, ↓ lower is better.")
+        lines.append(f"\n{count} images; mean ± 95% confidence interval (Student t); best per column in bold "
+                     "(all of those tied at this precision); ↑ higher is better, ↓ lower is better.")
         if self.failures:
             lines.append(f"{len(self.failures)} image(s) could not be evaluated: " + "; ".join(self.failures.values()))
         return "\n".join(lines)

@@ -68,10 +68,11 @@ def draw_box(image: Image.Image, box: Box, color: str = "lime", width: int = 3) 
     return image
 
 
-def grid(panels: Sequence[Sequence[Image.Image]], titles: Sequence[Sequence[str]] | None = None,
+def grid(panels: Sequence[Sequence[Image.Image | None]], titles: Sequence[Sequence[str]] | None = None,
          row_labels: Sequence[str] | None = None, panel_inches: float = 2.6) -> Image.Image:
     """Panels arranged in rows (e.g. one row per class, one column per method) with a title over
-    each panel and an optional label per row; rendered with matplotlib at 100 dpi."""
+    each panel and an optional label per row; a ``None`` panel is left blank. Rendered with
+    matplotlib at 100 dpi."""
     # A figure with its own Agg canvas: no pyplot, no global backend switch.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -83,7 +84,7 @@ def grid(panels: Sequence[Sequence[Image.Image]], titles: Sequence[Sequence[str]
         for c in range(cols):
             axis = axes[r][c]
             axis.axis("off")
-            if c < len(row):
+            if c < len(row) and row[c] is not None:
                 axis.imshow(row[c])
                 if titles is not None:
                     axis.set_title(titles[r][c], fontsize=9)
@@ -99,9 +100,11 @@ def grid(panels: Sequence[Sequence[Image.Image]], titles: Sequence[Sequence[str]
 
 def diagnosis(image: Image.Image, predicted: dict[str, torch.Tensor], true: dict[str, torch.Tensor],
               predicted_name: str, true_name: str, box: Box | None = None) -> Image.Image:
-    """The Grad-CAM paper's failure diagnosis: per method (a row), the photo, the map for the
-    predicted class and the map for the true class, side by side. ``predicted`` and ``true`` map
+    """The Grad-CAM paper's failure diagnosis: the photo, then one column per method with the map
+    for the predicted class above the map for the true class. ``predicted`` and ``true`` map
     method names to maps (h, w); ``box`` is the region of ``image`` the maps cover."""
-    panels = [[image, overlay(image, predicted[m], box), overlay(image, true[m], box)] for m in predicted]
-    titles = [["photo", f"{m}: predicted {predicted_name}", f"{m}: true {true_name}"] for m in predicted]
-    return grid(panels, titles)
+    methods = list(predicted)
+    panels = [[image] + [overlay(image, predicted[m], box) for m in methods],
+              [None] + [overlay(image, true[m], box) for m in methods]]
+    titles = [["photo", *methods], ["", *methods]]
+    return grid(panels, titles, row_labels=[f"predicted: {predicted_name}", f"true: {true_name}"])
