@@ -32,10 +32,28 @@ FAITHFULNESS_METHODS = ("gradcam", "gradcampp", "xgradcam", "scorecam", "ablatio
 LOCALIZATION_METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "ablationcam", "liftcam")
 
 
+class _TimedModel(torch.nn.Module):
+    """The model, counting the seconds spent inside its forward passes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.seconds = model, 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        try:
+            return self.model(x)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
 def curve_overhead(zoo, samples, steps: int, batch_size: int) -> None:
-    """Seconds of deletion + insertion for four methods' maps of one image, against the same
-    number of plain forward passes at the same batch size."""
-    ratios = []
+    """What deletion + insertion of four methods' maps of one image cost beyond the forward passes
+    they need, measured two ways: against the seconds spent inside those very forward passes (the
+    overhead of building the images and scoring them), and against a plain loop of the same number
+    of forwards at the same batch size on a random batch."""
+    inside, plain_ratios = [], []
+    timed = _TimedModel(zoo.model)
     for sample in samples:
         image = zoo.preprocessing(read_image(sample.path))[None]
         explanation = camlens.explain(zoo.model, image, layer=zoo.layer, methods=("gradcam", "gradcampp", "xgradcam", "layercam"))
@@ -44,19 +62,28 @@ def curve_overhead(zoo, samples, steps: int, batch_size: int) -> None:
         classes = explanation.targets[:1].expand(maps.shape[0])
         count = 2 * maps.shape[0] * (steps + 1)
         batch = torch.randn(batch_size, *image.shape[1:])
+        in_forwards: list[float] = []
+
+        def curves() -> None:
+            timed.seconds = 0.0
+            faithfulness.deletion_insertion(timed, images, maps, classes, steps=steps, batch_size=batch_size)
+            in_forwards.append(timed.seconds)
 
         def forwards() -> None:
             with torch.inference_mode():
                 for start in range(0, count, batch_size):
                     zoo.model(batch[: min(batch_size, count - start)])
 
-        timings = time_interleaved({
-            "curves": lambda: faithfulness.deletion_insertion(zoo.model, images, maps, classes, steps=steps, batch_size=batch_size),
-            "forwards": forwards,
-        }, rounds=3)
-        ratios.append(statistics.median(timings["curves"]) / statistics.median(timings["forwards"]))
-    print(f"  deletion + insertion ({steps} steps, {maps.shape[0]} maps, {count} forwards per image, batch {batch_size}): "
-          f"{statistics.median(ratios):.3f}× the plain forwards (median of {len(ratios)} photos; target ≤ 1.2)")
+        timings = time_interleaved({"curves": curves, "forwards": forwards}, rounds=3)
+        total, plain = statistics.median(timings["curves"]), statistics.median(timings["forwards"])
+        inside.append(statistics.median(t / f for t, f in zip(timings["curves"], in_forwards[1:])))
+        plain_ratios.append(total / plain)
+        print(f"  {sample.path.name}: curves {total:.2f} s, of which in forwards {statistics.median(in_forwards[1:]):.2f} s; "
+              f"plain loop of {count} forwards {plain:.2f} s", flush=True)
+    print(f"  deletion + insertion ({steps} steps, {maps.shape[0]} maps, {count} forwards per image, batch {batch_size}), "
+          f"median of {len(inside)} photos (target ≤ 1.2):\n"
+          f"    {statistics.median(inside):.3f}× the seconds inside its own forward passes\n"
+          f"    {statistics.median(plain_ratios):.3f}× a plain loop of as many forwards", flush=True)
 
 
 def run(zoo, dataset: Path, count: int, methods, groups, out: Path, steps: int, batch_size: int, restart: bool) -> None:
