@@ -19,6 +19,7 @@ import torch
 
 from . import __version__
 from .explain import explain
+from .faithfulness import MASK_KINDS, SCORE_KINDS
 from .images import load_images
 from .labels import resolve_class
 from .layers import LayerSpec, auto_layer, layer_output_shapes
@@ -249,7 +250,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .evaluation import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 
-    loaded = _load_model(args.model, args.weights)
     methods = _methods(args.methods)
     groups = tuple(g.strip() for g in args.metrics.split(",") if g.strip())
     try:
@@ -267,6 +267,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         check_dataset(samples, groups)
     except ValueError as error:
         raise UsageError(f"{args.dataset}: {error}") from None
+    loaded = _load_model(args.model, args.weights)  # after the cheap checks: a usage error costs no model load
     layer = None if args.layer == "auto" else args.layer
     protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
                         largest_component=not args.all_components, tolerance=args.tolerance)
@@ -354,9 +355,9 @@ def parser() -> argparse.ArgumentParser:
                                  help="comma-separated groups: faithfulness, occlusion, axioms, shapley, localization (default: %(default)s)")
     evaluate_parser.add_argument("--limit", type=int, help="only the first N images")
     evaluate_parser.add_argument("--steps", type=int, default=32, help="deletion/insertion steps (default: %(default)s)")
-    evaluate_parser.add_argument("--score", choices=("probability", "logit"), default="probability",
+    evaluate_parser.add_argument("--score", choices=SCORE_KINDS, default="probability",
                                  help="the class score the faithfulness metrics use (default: %(default)s)")
-    evaluate_parser.add_argument("--mask", choices=("soft", "top50"), default="soft",
+    evaluate_parser.add_argument("--mask", choices=MASK_KINDS, default="soft",
                                  help="Average Drop / Increase in Confidence / ADD mask (default: %(default)s)")
     evaluate_parser.add_argument("--box-threshold", type=float, default=0.15,
                                  help="binarize maps at this fraction of their max for boxes (default: %(default)s)")

@@ -28,7 +28,8 @@ from .images import ImageReadError, read_image
 from .models.zoo import LoadedModel
 from .targets import TopK
 
-__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "ProtocolMismatch", "check_groups", "check_dataset", "evaluate", "summarize", "read_results", "Summary"]
+__all__ = ["Metric", "METRICS", "GROUPS", "Protocol", "ProtocolMismatch", "check_groups", "check_dataset", "evaluate",
+           "summarize", "read_results", "Summary"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Protocol:
 
     steps: int = 32
     score: faithfulness.ScoreKind = "probability"
-    mask: str = "soft"
+    mask: faithfulness.MaskKind = "soft"
     box_threshold: float = 0.15
     largest_component: bool = True
     iou: float = 0.5
@@ -89,12 +90,7 @@ class Protocol:
     mask_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, not {self.steps}")
-        if self.score not in ("probability", "logit"):
-            raise ValueError(f"unknown score {self.score!r}; choose probability or logit")
-        if self.mask not in ("soft", "top50"):
-            raise ValueError(f"unknown mask {self.mask!r}; choose soft or top50")
+        faithfulness.check_options(self.score, self.mask, self.steps)
         for name in ("box_threshold", "iou", "mask_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in (0, 1], not {getattr(self, name)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch.nn import functional as F
@@ -25,18 +25,33 @@ from .after import chunks
 from .explanation import normalize
 
 __all__ = [
-    "ScoreKind", "class_scores", "masked_scores", "average_drop", "increase_in_confidence",
+    "ScoreKind", "MaskKind", "SCORE_KINDS", "MASK_KINDS", "check_options", "class_scores", "masked_scores", "average_drop", "increase_in_confidence",
     "average_drop_in_deletion", "Curves", "deletion_insertion", "auc", "gaussian_blur", "occlusion_map",
     "rank_correlation", "spearman",
 ]
 
 ScoreKind = Literal["probability", "logit"]
+MaskKind = Literal["soft", "top50"]
+SCORE_KINDS: tuple[str, ...] = get_args(ScoreKind)
+MASK_KINDS: tuple[str, ...] = get_args(MaskKind)
 Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_options(kind: str = "probability", mask: str = "soft", steps: int = 1) -> None:
+    """Raise ``ValueError`` for a score kind, mask or step count these metrics do not know: the
+    one check behind :func:`class_scores`, :func:`masked_scores`, :func:`deletion_insertion` and
+    ``evaluation.Protocol`` (which runs it before any work starts)."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"unknown score kind {kind!r}; choose {' or '.join(SCORE_KINDS)}")
+    if mask not in MASK_KINDS:
+        raise ValueError(f"unknown mask {mask!r}; choose {' or '.join(MASK_KINDS)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, not {steps}")
+
 
 def class_scores(logits: torch.Tensor, classes: torch.Tensor, kind: ScoreKind = "probability") -> torch.Tensor:
     """The score of ``classes[i]`` in row i: softmax probability (default) or the logit."""
-    if kind not in ("probability", "logit"):
-        raise ValueError(f"unknown score kind {kind!r}; choose probability or logit")
+    check_options(kind=kind)
     values = logits.softmax(dim=1) if kind == "probability" else logits
     return values.gather(1, classes.view(-1, 1).to(values.device)).view(-1)
 
@@ -48,19 +63,18 @@ def _scores(model: Model, images: torch.Tensor, classes: torch.Tensor, kind: Sco
 
 
 def masked_scores(model: Model, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, *,
-                  kind: ScoreKind = "probability", mask: Literal["soft", "top50"] = "soft",
+                  kind: ScoreKind = "probability", mask: MaskKind = "soft",
                   batch_size: int = 32) -> dict[str, torch.Tensor]:
     r"""The scores the three masking metrics need, per image: ``Y`` on the image, ``O`` on the
     image kept where the map is high (:math:`x \odot L`), ``D`` on the image kept where it is low
     (:math:`x \odot (1 - L)`). ``mask="soft"`` (default) uses the normalized map :math:`L` as is;
     ``"top50"`` uses a binary mask of the map's top half of pixels (ties at the cut kept)."""
+    check_options(kind=kind, mask=mask)
     saliency = normalize(maps)
     if mask == "top50":
         flat = saliency.flatten(1)
         cut = flat.topk((flat.shape[1] + 1) // 2, dim=1).values[:, -1].view(-1, 1, 1)
         saliency = (saliency >= cut).to(saliency.dtype)
-    elif mask != "soft":
-        raise ValueError(f"unknown mask {mask!r}; choose soft or top50")
     keep = saliency[:, None]
     batch = torch.cat([images, images * keep, images * (1 - keep)])
     values = _scores(model, batch, classes.repeat(3), kind, batch_size).view(3, -1)
@@ -145,8 +159,7 @@ def deletion_insertion(model: Model, images: torch.Tensor, maps: torch.Tensor, c
     Memory: the modified images are built per chunk of ``batch_size`` from the thresholds, never
     all at once.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, not {steps}")
+    check_options(kind=kind, steps=steps)
     canvas = gaussian_blur(images) if canvas is None else canvas
     baseline = torch.as_tensor(baseline, dtype=images.dtype, device=images.device).expand_as(images)
     thresholds = _thresholds(maps, steps)                                     # (B, T + 1)
