@@ -196,3 +196,7 @@ def test_evaluate_usage_errors(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text(f"file,label\n{SAMPLE_IMAGES / 'owl.jpg'},24\n")
     assert main(["evaluate", str(tmp_path / "labels.csv"), "--metrics", "localization", "--out", str(tmp_path)]) == 2
     assert "localization needs labelled images with boxes or masks" in capsys.readouterr().err
+    assert main(["evaluate", str(dataset), "--steps", "0", "--out", str(tmp_path)]) == 2
+    assert "steps must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["evaluate", str(dataset), "--box-threshold", "1.5", "--out", str(tmp_path)]) == 2
+    assert "box_threshold must lie in (0, 1], not 1.5" in capsys.readouterr().err

@@ -267,10 +267,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
         check_dataset(samples, groups)
     except ValueError as error:
         raise UsageError(f"{args.dataset}: {error}") from None
+    try:
+        protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
+                            largest_component=not args.all_components, tolerance=args.tolerance)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     loaded = _load_model(args.model, args.weights)  # after the cheap checks: a usage error costs no model load
     layer = None if args.layer == "auto" else args.layer
-    protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
-                        largest_component=not args.all_components, tolerance=args.tolerance)
     try:
         summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
                            batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
