@@ -25,6 +25,7 @@ import torchvision
 from scipy.stats import spearmanr
 
 import camlens
+
 from _harness import memory_supported, peak_in_subprocess, peak_tracker, time_interleaved
 
 MODELS = {"resnet50": "layer4", "vgg16": "features.29"}
@@ -149,8 +150,7 @@ def fast_scorecam_agreement(count: int) -> None:
     if not labels.exists():
         print(f"  fast Score-CAM agreement: skipped, no real photos at {labels.parent} (set CAMLENS_DATA)")
         return
-    from camlens.images import read_image
-    from camlens.models.zoo import load
+    from camlens import load, read_image
 
     zoo = load("efficientnet-lite0")
     rows = list(csv.DictReader(open(labels)))[:count]

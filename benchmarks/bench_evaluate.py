@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 import camlens
-from camlens import faithfulness
-from camlens.datasets import load_dataset
-from camlens.evaluation import Protocol, evaluate
-from camlens.images import read_image
-from camlens.models.zoo import load
+from camlens import load, read_image
+from camlens.data import load_dataset
+from camlens.evaluate import Protocol, evaluate
+from camlens.metrics import faithfulness
+
 from _harness import time_interleaved
 
 DATA = Path(os.environ.get("CAMLENS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -26,6 +26,7 @@ import torch
 import torchvision
 
 import camlens
+
 from _harness import memory_supported, peak_in_subprocess, peak_tracker, time_interleaved
 
 SIX = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam")

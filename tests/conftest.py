@@ -4,18 +4,13 @@ need it skip with a clear reason where it is absent."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("CAMLENS_DATA", REPO.parent / "shared" / "data"))
-SAMPLE_IMAGES = REPO / "examples" / "images"
-MOBILENET_WEIGHTS = "weights_mobilenet_v2/mobilenet_v2_tf2ptq_dequant_fp32_torchvision_layout.pth"
+from support import DATA_DIR, MOBILENET_WEIGHTS, SAMPLE_IMAGES
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +56,3 @@ def mobilenet(shared_data):
 def imagenet_photos(shared_data) -> list[Image.Image]:
     folder = shared_data / "imagenet_val_bbox" / "images"
     return [Image.open(path).convert("RGB") for path in sorted(folder.glob("*"))[:4]]
-
-
-def random_images(batch: int, size: int = 224, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, size, size, generator=generator)
-
-
-def as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().double().cpu().numpy()

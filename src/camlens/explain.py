@@ -10,16 +10,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .after import AfterLayer
-from .cam import classifier_weights
-from .capture import Forward, record_forward
-from .evidence import Evidence
+from .engine.after import AfterLayer
+from .engine.capture import Forward, record_forward
+from .engine.layers import LayerSpec, auto_layer, resolve_layer
+from .engine.modelstate import evaluation_mode
+from .engine.outputs import OutputSelector, select_output
 from .explanation import Explanation
-from .guided import GuidedReLUs, GuidedSwitch
-from .layers import LayerSpec, auto_layer, resolve_layer
-from .methods import METHODS, check_method_names, weighted_sum
-from .modelstate import evaluation_mode
-from .outputs import OutputSelector, select_output
+from .methods import METHODS, check_method_names
+from .methods.cam import classifier_weights
+from .methods.evidence import Evidence
+from .methods.gradient import weighted_sum
+from .methods.guided import GuidedReLUs, GuidedSwitch
 from .targets import TargetScores, as_target
 
 __all__ = ["explain"]
@@ -97,12 +98,12 @@ def explain(
         images: (B, C, H, W) float tensor, already preprocessed for the model.
         layer: a dotted module name (``"layer4"``, ``"features.29"``), the module itself, or
             ``"auto"``: the last layer with a spatial output on these images
-            (see :func:`camlens.layers.auto_layer`).
+            (see :func:`camlens.engine.layers.auto_layer`).
         methods: names from :data:`camlens.METHODS`. All share one forward pass and one backward
             pass (per target row group); Guided methods add a backward to the input over the same forward.
         target: what to explain (see :func:`camlens.targets.as_target`): ``None`` = the top-1
             class of each image, an int, one int per image, ``"top5"``, a Target, or a callable.
-        output: which part of a tuple/dict output to explain (see :func:`camlens.outputs.select_output`).
+        output: which part of a tuple/dict output to explain (see :func:`camlens.engine.outputs.select_output`).
         call: for a layer the model calls several times in one forward (ResNet's shared ``relu``),
             which call's output to explain: ``-1`` (default) the last one.
         eval_mode: run in eval mode (dropout off, batch-norm running statistics), restoring every

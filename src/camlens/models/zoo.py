@@ -17,7 +17,10 @@ from pathlib import Path
 
 from torch import nn
 
-from . import Preprocessing, efficientnet_lite, imagenet_classes, mobilenet_v2
+from ..data.labels import imagenet_classes
+from ..data.preprocessing import Preprocessing
+from .efficientnet import efficientnet_lite
+from .mobilenet import mobilenet_v2
 
 __all__ = ["LoadedModel", "ZooEntry", "ZOO", "load", "wrap", "available"]
 

@@ -1,0 +1,45 @@
+"""The ``camlens`` command: one module per subcommand, each with ``add_parser`` and ``run``.
+
+Exit codes: 0 success; 1 some inputs could not be read (the others are done); 2 bad usage
+(unknown model, class, layer or method, missing weights, nothing to explain).
+
+A new command is a module here with ``add_parser(commands)`` (its options, ending in
+``set_defaults(run=run)``) and ``run(args) -> int``, listed in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import evaluate, explain, layers, models
+from .common import EXAMPLES, EXIT_USAGE, UsageError
+
+__all__ = ["main", "parser", "COMMANDS"]
+
+COMMANDS = (explain, evaluate, models, layers)
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="camlens", description="Class activation maps for CNNs: explain what a network looks at.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    main.add_argument("--version", action="version", version=f"camlens {__version__}")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        arguments.error("--batch-size must be at least 1")
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"camlens: error: {error}", file=sys.stderr)
+        return EXIT_USAGE

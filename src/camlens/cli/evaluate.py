@@ -1,0 +1,84 @@
+"""``camlens evaluate``: methods × metrics over a labelled dataset, resumable, with a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..data import load_dataset
+from ..evaluate import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
+from ..metrics.faithfulness import MASK_KINDS, SCORE_KINDS
+from .common import EXIT_INPUT_FAILED, EXIT_OK, UsageError, add_model_options, load_model, method_names, subcommand
+
+__all__ = ["add_parser", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = method_names(args.methods)
+    groups = tuple(g.strip() for g in args.metrics.split(",") if g.strip())
+    try:
+        check_groups(groups)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        samples = load_dataset(args.dataset, args.images)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot load the dataset: {error}") from None
+    samples = samples[: args.limit] if args.limit else samples
+    if not samples:
+        raise UsageError(f"{args.dataset} lists no images")
+    try:
+        check_dataset(samples, groups)
+    except ValueError as error:
+        raise UsageError(f"{args.dataset}: {error}") from None
+    try:
+        protocol = Protocol(steps=args.steps, score=args.score, mask=args.mask, box_threshold=args.box_threshold,
+                            largest_component=not args.all_components, tolerance=args.tolerance)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    loaded = load_model(args.model, args.weights)  # after the cheap checks: a usage error costs no model load
+    layer = None if args.layer == "auto" else args.layer
+    try:
+        summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
+                           batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
+    except ProtocolMismatch as error:
+        raise UsageError(str(error)) from None
+    print(summary.markdown())
+    print(f"\nper-image results: {args.out}/results.jsonl; summary.md/.csv/.json" + (", curves.png" if summary.curves else ""))
+    if summary.failures:
+        print(f"camlens: {len(summary.failures)} image(s) could not be read", file=sys.stderr)
+        return EXIT_INPUT_FAILED
+    return EXIT_OK
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = subcommand(
+        commands, "evaluate", "measure methods on a dataset: faithfulness, axioms, Shapley error, localization",
+        "Evaluate CAM methods on a labelled dataset (a labels/boxes CSV or a folder of VOC/ImageNet XML). "
+        "Per-image results are appended to OUT/results.jsonl as they come, so an interrupted run "
+        "resumes where it stopped; a summary table (mean ± 95%% CI) is printed and written.",
+    )
+    parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
+    parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
+    add_model_options(parser, "dotted layer name (default: the model's recommended layer)")
+    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,scorecam,ablationcam,liftcam",
+                        help="comma-separated method names (default: %(default)s)")
+    parser.add_argument("--metrics", default="faithfulness,axioms",
+                        help="comma-separated groups: faithfulness, occlusion, axioms, shapley, localization (default: %(default)s)")
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--steps", type=int, default=32, help="deletion/insertion steps (default: %(default)s)")
+    parser.add_argument("--score", choices=SCORE_KINDS, default="probability",
+                        help="the class score the faithfulness metrics use (default: %(default)s)")
+    parser.add_argument("--mask", choices=MASK_KINDS, default="soft",
+                        help="Average Drop / Increase in Confidence / ADD mask (default: %(default)s)")
+    parser.add_argument("--box-threshold", type=float, default=0.15,
+                        help="binarize maps at this fraction of their max for boxes (default: %(default)s)")
+    parser.add_argument("--all-components", action="store_true",
+                        help="box around all components above the threshold, not only the largest")
+    parser.add_argument("--tolerance", type=float, default=15.0, help="pointing-game tolerance in pixels (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--out", default="camlens-eval", help="output folder (default: %(default)s)")
+    parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="for misclassified images, save the maps for the predicted and the true class side by side")
+    parser.set_defaults(run=run)

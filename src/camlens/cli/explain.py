@@ -1,0 +1,216 @@
+"""``camlens explain``: overlays per method and class, a grid and the raw maps per image, one
+manifest for the run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..data import Box, load_images, resolve_class
+from ..engine.layers import LayerSpec
+from ..explain import explain
+from ..explanation import Explanation
+from ..methods import METHODS
+from ..metrics.localization import box_from_map
+from ..models import LoadedModel
+from ..report import draw_box, grid, overlay, render_attribution
+from ..targets import Classes, Target, TopK
+from .common import (
+    EXIT_INPUT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    add_model_options,
+    load_model,
+    method_names,
+    parse_device,
+    subcommand,
+    versions,
+)
+
+__all__ = ["add_parser", "run", "DEFAULT_METHODS"]
+
+DEFAULT_METHODS = "gradcam,gradcampp,xgradcam,layercam,guided_gradcam"
+
+
+def _target(specs: list[str], class_names: tuple[str, ...]) -> Target:
+    if len(specs) == 1 and specs[0].lower().startswith("top") and specs[0][3:].isdigit():
+        return TopK(int(specs[0][3:]))
+    if any(spec.lower().startswith("top") and spec[3:].isdigit() for spec in specs):
+        raise UsageError("--target topK cannot be combined with other targets")
+    try:
+        return Classes([resolve_class(spec, class_names) for spec in specs])
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen.get(path.stem, 0)
+        seen[path.stem] = count + 1
+        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
+    return stems
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
+def _print_top5(stem: str, top5: list[dict]) -> None:
+    cells = "  ".join(f"{i + 1}. {c['name']} ({c['index']}) {c['probability']:.3f}" for i, c in enumerate(top5))
+    print(f"{stem:24s} {cells}")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model, args.weights)
+    methods = method_names(args.methods)
+    target = _target(args.target or ["top1"], loaded.class_names)
+    device = parse_device(args.device)
+    layer: LayerSpec = loaded.layer if args.layer == "auto" else args.layer
+    model = loaded.model.to(device)
+
+    batch = load_images(args.images, loaded.preprocessing)
+    for failure in batch.failures:
+        print(f"camlens: skipped {failure}", file=sys.stderr)
+    if not batch.paths:
+        print("camlens: error: no image could be read", file=sys.stderr)
+        return EXIT_INPUT_FAILED if batch.failures else EXIT_USAGE
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(batch.paths)
+    records, overview, overview_titles = [], [], []
+    resolved_layer = None
+    starts = range(0, len(batch.paths), args.batch_size)
+    progress = _progress(starts, len(batch.paths) > 4, args.batch_size)
+    for start in progress:
+        chunk = slice(start, start + args.batch_size)
+        images = batch.tensor[chunk].to(device)
+        try:
+            explanation = explain(model, images, layer=layer, methods=methods, target=target)
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from error
+        resolved_layer = explanation.layer
+        probabilities = explanation.outputs.softmax(dim=1).cpu()
+        for offset, (path, original, stem) in enumerate(zip(batch.paths[chunk], batch.originals[chunk], stems[chunk])):
+            rows = (explanation.image_index == offset).nonzero().flatten().tolist()
+            record, panels = _write_image(out, stem, path, original, explanation, rows, probabilities[offset], loaded,
+                                          args.boxes)
+            records.append(record)
+            overview.append(panels)
+            overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
+            _print_top5(stem, record["top5"])
+
+    manifest = {
+        "camlens": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": ["camlens", *sys.argv[1:]],
+        "model": loaded.name,
+        "weights": str(args.weights) if args.weights else None,
+        "layer": resolved_layer,
+        "methods": list(methods),
+        "target": args.target or ["top1"],
+        "device": str(device),
+        "preprocessing": vars(loaded.preprocessing) if hasattr(loaded.preprocessing, "__dict__") else repr(loaded.preprocessing),
+        "images": records,
+        "failures": [{"file": str(f.path), "reason": f.reason} for f in batch.failures],
+        "versions": versions(),
+    }
+    grid(overview, overview_titles).save(out / "overview.png")  # one row per image: its first class, every method
+    manifest["overview"] = "overview.png"
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(records)} image(s) to {out}/ (manifest.json lists every file)")
+    if batch.failures:
+        print(f"camlens: {len(batch.failures)} input(s) failed: {', '.join(str(f.path) for f in batch.failures)}", file=sys.stderr)
+        return EXIT_INPUT_FAILED
+    return EXIT_OK
+
+
+def _progress(iterable, enabled: bool, step: int):
+    return tqdm(iterable, desc=f"explaining (batches of {step})", unit="batch", file=sys.stderr, disable=not enabled)
+
+
+def _write_image(out: Path, stem: str, path: Path, original, explanation: Explanation, rows: list[int],
+                 probabilities: torch.Tensor, loaded: LoadedModel, boxes: bool) -> tuple[dict, list]:
+    """Writes one image's overlays, grid and raw maps; returns its manifest record and the panels
+    of its first class (for the overview)."""
+    folder = out / stem
+    folder.mkdir(parents=True, exist_ok=True)
+    box = loaded.preprocessing.crop_box(original.size)
+    files, panels, titles, labels, classes = [], [], [], [], []
+    for row in rows:
+        cls = int(explanation.targets[row])
+        name = loaded.class_names[cls] if cls >= 0 else "target"
+        probability = float(probabilities[cls]) if cls >= 0 else float("nan")
+        classes.append({"index": cls, "name": name, "score": float(explanation.scores[row]), "probability": probability})
+        panel_row, title_row = [original], [f"{path.name}"]
+        for method in explanation.methods:
+            if method in explanation.input_maps:
+                picture = render_attribution(explanation.input_maps[method][row])
+            else:
+                saliency = explanation.maps[method][row].cpu()
+                picture = overlay(original, saliency, box=box)
+                if boxes:  # the Grad-CAM paper's localization box: 15% of the max, largest component
+                    picture = draw_box(picture, _to_original(box_from_map(saliency), box, saliency.shape))
+            target = folder / f"{method}__{cls}_{_safe(name)}.png"
+            picture.save(target)
+            files.append(str(target.relative_to(out)))
+            panel_row.append(picture)
+            title_row.append(method)
+        panels.append(panel_row)
+        titles.append(title_row)
+        labels.append(f"{name} ({cls}), p = {probability:.2f}")
+    grid(panels, titles, labels).save(folder / "grid.png")
+    maps = {
+        "classes": torch.tensor([c["index"] for c in classes]),
+        "scores": explanation.scores[rows].cpu(),
+        "maps": {m: explanation.maps[m][rows].cpu() for m in explanation.methods},
+        "layer_maps": {m: explanation.layer_maps[m][rows].cpu() for m in explanation.layer_maps},
+        "weights": {m: explanation.weights[m][rows].cpu() for m in explanation.weights},
+    }
+    torch.save(maps, folder / "maps.pt")
+    top = probabilities.topk(min(5, probabilities.numel()))
+    record = {
+        "file": str(path),
+        "size": list(original.size),
+        "crop_box": [round(v, 2) for v in box],
+        "classes": classes,
+        "top5": [{"index": int(c), "name": loaded.class_names[int(c)], "probability": float(v)} for v, c in zip(*top)],
+        "outputs": files + [str((folder / "grid.png").relative_to(out)), str((folder / "maps.pt").relative_to(out))],
+    }
+    return record, panels[0]
+
+
+def _to_original(map_box: tuple[int, int, int, int], crop_box: Box, size: tuple[int, int]) -> Box:
+    """A box in the map's pixels (the model's crop) → the original image's pixels."""
+    x0, y0, x1, y1 = crop_box
+    sx, sy = (x1 - x0) / size[1], (y1 - y0) / size[0]
+    return x0 + map_box[0] * sx, y0 + map_box[1] * sy, x0 + map_box[2] * sx, y0 + map_box[3] * sy
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = subcommand(
+        commands, "explain", "explain images: overlays, grids, raw maps and a manifest",
+        "Explain images with CAM methods. For each image, writes one overlay per method and class, "
+        "a grid, the raw maps (maps.pt) and a manifest.json for the whole run.",
+    )
+    parser.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    add_model_options(parser, "dotted layer name; 'auto' = the model's recommended layer, else the last spatial layer (default)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from: {', '.join(METHODS)} (default: %(default)s)")
+    parser.add_argument("--target", action="append", metavar="TARGET",
+                        help="top1 (default), topK, a class index or a class name; repeat for several classes")
+    parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--boxes", action="store_true",
+                        help="draw on each overlay the box around the map's largest region above 15%% of its max")
+    parser.set_defaults(run=run)

@@ -1,0 +1,35 @@
+"""``camlens layers``: a model's layers in the order they produce their outputs, with their shapes."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..engine.layers import auto_layer, layer_output_shapes
+from .common import EXIT_OK, load_model, subcommand
+
+__all__ = ["add_parser", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model, args.weights)
+    crop = loaded.preprocessing.crop
+    images = torch.zeros(1, 3, crop, crop)
+    shapes = layer_output_shapes(loaded.model, images)
+    chosen = auto_layer(loaded.model, images)
+    print(f"{loaded.name}: layers in the order they produce their outputs, on a {crop}×{crop} input")
+    print(f"  recommended: {loaded.layer}   'auto' finds: {chosen}")
+    for name, shape in shapes.items():
+        spatial = shape is not None and len(shape) == 4 and shape[-1] * shape[-2] > 1
+        kind = type(loaded.model.get_submodule(name)).__name__
+        print(f"  {'*' if spatial else ' '} {name:40s} {kind:22s} {tuple(shape) if shape else '-'}")
+    print("  (* = spatial output: a possible CAM layer)")
+    return EXIT_OK
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = subcommand(commands, "layers", "list a model's layers with their output shapes", examples=False)
+    parser.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
+    parser.add_argument("--weights", help="weights file for models that need one")
+    parser.set_defaults(run=run)

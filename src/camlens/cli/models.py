@@ -1,0 +1,22 @@
+"""``camlens models``: the model zoo, and whether each entry is installed."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..models import ZOO
+from .common import EXIT_OK, subcommand
+
+__all__ = ["add_parser", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"{'name':22s} {'installed':10s} {'layer':14s} description")
+    for entry in ZOO.values():
+        print(f"{entry.name:22s} {'yes' if entry.installed else 'no':10s} {entry.layer:14s} {entry.description}")
+    print("also: torchvision:NAME and timm:NAME when torchvision / timm are installed (e.g. torchvision:resnet50)")
+    return EXIT_OK
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    subcommand(commands, "models", "list the model zoo", examples=False).set_defaults(run=run)

@@ -1,0 +1,14 @@
+"""Inputs: photos, the preprocessing that turns them into model inputs, labelled datasets with
+boxes and masks, and class names. A leaf of the package: it imports nothing else of camlens, so
+every other layer may use it."""
+
+from .datasets import Sample, load_dataset, load_voc
+from .geometry import Box, boxes_in_input, mask_in_input
+from .images import ImageBatch, ImageReadError, load_images, read_image
+from .labels import imagenet_classes, imagenet_wnids, resolve_class
+from .preprocessing import Preprocessing
+
+__all__ = [
+    "Sample", "load_dataset", "load_voc", "Box", "boxes_in_input", "mask_in_input", "ImageBatch", "ImageReadError",
+    "load_images", "read_image", "imagenet_classes", "imagenet_wnids", "resolve_class", "Preprocessing",
+]

@@ -1,0 +1,99 @@
+"""The model zoo: real offline pretrained models, preprocessing, class names, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from camlens.data import Preprocessing, imagenet_classes
+from camlens.models import ZOO, load, wrap
+
+from support import MOBILENET_WEIGHTS
+
+
+def test_efficientnet_lite0_classifies_chelsea_and_coffee():
+    skimage_data = pytest.importorskip("skimage.data")
+    loaded = load("efficientnet-lite0")
+    images = torch.stack([loaded.preprocessing(Image.fromarray(skimage_data.chelsea())),
+                          loaded.preprocessing(Image.fromarray(skimage_data.coffee()))])
+    with torch.inference_mode():
+        predicted = loaded.model(images).argmax(dim=1).tolist()
+    assert predicted == [285, 967]
+    assert [loaded.class_names[i] for i in predicted] == ["Egyptian cat", "espresso"]
+    assert loaded.layer == "_head_act" and not loaded.model.training
+
+
+def test_mobilenet_v2_reaches_89_percent_top1_on_imagenet_sample_1000(shared_data):
+    """TensorFlow "SAME" padding is what makes these weights work: symmetric padding gives 80.5%."""
+    loaded = load("mobilenet-v2", weights=shared_data / MOBILENET_WEIGHTS)
+    folder = shared_data / "imagenet_sample_1000"
+    rows = list(csv.DictReader(open(folder / "labels.csv")))
+    assert len(rows) == 1000
+    correct = 0
+    for start in range(0, len(rows), 50):
+        chunk = rows[start:start + 50]
+        images = torch.stack([loaded.preprocessing(Image.open(folder / row["filename"])) for row in chunk])
+        with torch.inference_mode():
+            predicted = loaded.model(images).argmax(dim=1)
+        correct += int((predicted == torch.tensor([int(row["index"]) for row in chunk])).sum())
+    assert correct / len(rows) >= 0.89, f"top-1 {correct / len(rows):.3f}"
+
+
+def test_zoo_errors_say_what_to_do():
+    with pytest.raises(ValueError, match=r"unknown model 'efficientnet-lite9'. Did you mean .*'efficientnet-lite0'.*Available: "):
+        load("efficientnet-lite9")
+    with pytest.raises(ValueError, match="mobilenet-v2 needs weights=PATH"):
+        load("mobilenet-v2")
+    with pytest.raises(FileNotFoundError, match="MobileNetV2 weights not found at /nonexistent.pth"):
+        load("mobilenet-v2", weights="/nonexistent.pth")
+    assert set(ZOO) >= {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "mobilenet-v2"}
+
+
+def test_torchvision_and_timm_models_load_and_report_offline_downloads(monkeypatch):
+    pytest.importorskip("torchvision")
+    timm = pytest.importorskip("timm")
+    resnet = load("torchvision:resnet18", pretrained=False)
+    assert resnet.preprocessing == Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    with pytest.raises(ValueError, match="torchvision has no model 'resnet51'; did you mean"):
+        load("torchvision:resnet51", pretrained=False)
+    with pytest.raises(ValueError, match="timm has no model 'resnet5o'"):
+        load("timm:resnet5o", pretrained=False)
+    assert load("timm:resnet18", pretrained=False).preprocessing.crop == 224
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network on this machine")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match=r"could not download the pretrained weights of torchvision:resnet18 .*no network"):
+        load("torchvision:resnet18")
+    assert timm is not None
+
+
+def test_any_module_with_its_preprocessing_can_be_wrapped():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    loaded = wrap(model.train(), Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3), class_names=("no", "yes"))
+    assert not loaded.model.training and loaded.class_names == ("no", "yes") and loaded.layer == "auto"
+
+
+def test_imagenet_class_names():
+    names = imagenet_classes()
+    assert len(names) == 1000 and names[0] == "tench" and names[242] == "boxer" and names[282] == "tiger cat"
+
+
+def test_crop_box_is_the_region_the_model_sees():
+    """Cropping the original at crop_box and resizing to the crop size must reproduce the
+    preprocessed image (up to resampling)."""
+    rng = np.random.default_rng(0)
+    smooth = rng.random((12, 16, 3)) * 255
+    original = Image.fromarray(smooth.astype(np.uint8)).resize((640, 480), Image.BICUBIC)
+    preprocessing = Preprocessing(256, 224, (0.0,) * 3, (1.0,) * 3)
+    box = preprocessing.crop_box(original.size)
+    assert box == pytest.approx((108.86, 30.0, 529.27, 450.0), abs=0.01)
+    direct = preprocessing(original)
+    via_box = torch.from_numpy(np.asarray(original.resize((224, 224), Image.BILINEAR, box=box), dtype=np.float32) / 255).permute(2, 0, 1)
+    assert (direct - via_box).abs().mean() < 0.01
