@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import Box
 from ..metrics import faithfulness, localization
 from ..models import LoadedModel
 
@@ -47,7 +48,8 @@ class Protocol:
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in (0, 1], not {getattr(self, name)}")
 
-    def box(self, saliency: torch.Tensor) -> localization.Box:
+    def box(self, saliency: torch.Tensor) -> Box:
+        """The Grad-CAM paper's localization box of a map, under this protocol's threshold and components."""
         return localization.box_from_map(saliency, self.box_threshold, self.largest_component)
 
 
@@ -66,5 +68,5 @@ def settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: s
                              if earlier["protocol"].get(k) != settings["protocol"].get(k))
             changed += [k for k in ("model", "layer") if earlier.get(k) != settings[k]]
             raise ProtocolMismatch(f"{path.parent} holds results under another protocol ({', '.join(changed)} differ): "
-                             "resume with the same settings, or restart")
+                                   "resume with the same settings, or restart")
     path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
