@@ -12,9 +12,10 @@ from torch.nn import functional as F
 
 from .engine.after import AfterLayer
 from .engine.capture import Forward, record_forward
+from .engine.inputs import ImageKey, as_inputs
 from .engine.layers import LayerSpec, auto_layer, resolve_layer
 from .engine.modelstate import evaluation_mode
-from .engine.outputs import OutputSelector, select_output
+from .engine.outputs import OutputSelector, batch_size_of, detach_output, select_output
 from .explanation import Explanation
 from .methods import METHODS, check_method_names
 from .methods.cam import classifier_weights
@@ -26,9 +27,7 @@ from .targets import TargetScores, as_target
 __all__ = ["explain"]
 
 
-def _check_images(images: object) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), not {type(images).__name__}")
+def _check_images(images: torch.Tensor) -> None:
     if images.dim() != 4:
         fix = " (add a batch dimension: images.unsqueeze(0))" if images.dim() == 3 else ""
         raise ValueError(f"images must have shape (B, C, H, W); got {tuple(images.shape)}{fix}")
@@ -80,22 +79,27 @@ def _gradients(
 
 def explain(
     model: nn.Module,
-    images: torch.Tensor,
+    inputs: object,
     layer: LayerSpec = "auto",
     methods: str | Sequence[str] = ("gradcam",),
     target: object = None,
     *,
+    image: ImageKey | None = None,
     output: OutputSelector = None,
     call: int = -1,
     eval_mode: bool = True,
     batch_size: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Explanation:
-    """Explain ``model``'s decision on ``images`` with one or more CAM methods.
+    """Explain ``model``'s decision on ``inputs`` with one or more CAM methods.
 
     Args:
         model: any ``nn.Module``; it is left exactly as it was (mode, parameters, hooks).
-        images: (B, C, H, W) float tensor, already preprocessed for the model.
+        inputs: the image batch (B, C, H, W), a float tensor already preprocessed for the model;
+            or, for a model with several inputs (an image and a question, say), a tuple of its
+            positional arguments, a dict of its keyword arguments, or :class:`camlens.Inputs`
+            for both. Every tensor input has the batch in its first dimension; rows of every
+            input are taken together (see :mod:`camlens.engine.inputs`).
         layer: a dotted module name (``"layer4"``, ``"features.29"``), the module itself, or
             ``"auto"``: the last layer with a spatial output on these images
             (see :func:`camlens.engine.layers.auto_layer`).
@@ -103,6 +107,9 @@ def explain(
             pass (per target row group); Guided methods add a backward to the input over the same forward.
         target: what to explain (see :func:`camlens.targets.as_target`): ``None`` = the top-1
             class of each image, an int, one int per image, ``"top5"``, a Target, or a callable.
+        image: which of several inputs is the image (a position or a keyword); by default the
+            only 4-D floating-point one. Guided Backpropagation differentiates it, maps are
+            upsampled to it and Score-CAM masks it; the other inputs pass through unchanged.
         output: which part of a tuple/dict output to explain (see :func:`camlens.engine.outputs.select_output`).
         call: for a layer the model calls several times in one forward (ResNet's shared ``relu``),
             which call's output to explain: ``-1`` (default) the last one.
@@ -120,6 +127,8 @@ def explain(
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
     """
     names = check_method_names(methods)
+    call_inputs = as_inputs(inputs, image)
+    images = call_inputs.image
     _check_images(images)
     options = dict(options or {})
     if unused := sorted(set(options) - set(names)):
@@ -132,13 +141,15 @@ def explain(
     needs_gradients = guided or any(METHODS[name].needs_gradients for name in names)
 
     with evaluation_mode(model, eval_mode):
-        layer_name = auto_layer(model, images) if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0]
+        layer_name = auto_layer(model, call_inputs) if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0]
         module = model.get_submodule(layer_name) if layer_name else model
         switch = GuidedSwitch() if guided else None
         with GuidedReLUs(switch) if switch else nullcontext():
-            forward = record_forward(model, images, {layer_name: module}, input_gradients=guided)
+            forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided)
         with torch.inference_mode(False), torch.enable_grad():
-            prediction = select_output(forward.output, output)
+            prediction = select_output(forward.output, output, structured=target_fn.structured)
+            if batch_size_of(prediction) not in (None, images.shape[0]):
+                raise ValueError(f"the model's output covers {batch_size_of(prediction)} images, the input {images.shape[0]}")
             activations = forward.activations(layer_name, call)
             if activations.shape[0] != images.shape[0]:
                 raise ValueError(f"layer {layer_name!r} output has batch size {activations.shape[0]}, the input {images.shape[0]}")
@@ -150,16 +161,18 @@ def explain(
             )
         calls = len(forward.calls[layer_name])
         del forward  # the graph after the layer dies here
-        activations, prediction = activations.detach(), prediction.detach()
-        inputs = images.detach()
+        activations, prediction = activations.detach(), detach_output(prediction)
+        call_inputs = call_inputs.detached()
         rows_activations = activations[scores.image_index]
+        structured = target_fn.structured
         evidence = Evidence(
             activations=rows_activations, gradients=gradients, scores=scores.scores.detach(), classes=scores.classes,
-            image_index=scores.image_index, images=inputs, rescore=target_fn.rescore,
-            full_model=lambda batch: select_output(model(batch), output),
-            build_after=lambda: AfterLayer(model, inputs, layer_name, activations, prediction, call=call, calls=calls,
-                                           output_selector=output, batch_size=batch_size or 128,
-                                           verify_on_first_use=True),
+            image_index=scores.image_index, positions=scores.positions, images=call_inputs.image, target=target_fn,
+            full_model=lambda batch, index: select_output(call_inputs.rows(index, batch)(model), output,
+                                                          structured=structured),
+            build_after=lambda: AfterLayer(model, call_inputs, layer_name, activations, prediction, call=call,
+                                           calls=calls, output_selector=output, batch_size=batch_size or 128,
+                                           verify_on_first_use=True, structured=structured),
             batch_size=batch_size or 128,
             image_batch_size=batch_size or 16,
         )
@@ -209,8 +222,9 @@ def explain(
         scores=scores.scores.detach(),
         targets=scores.classes,
         image_index=scores.image_index,
-        outputs=prediction.detach(),
+        outputs=prediction,
         activations=activations,
         gradients=gradients,
         errors=errors,
+        positions=scores.positions,
     )

@@ -24,10 +24,13 @@ class Explanation:
     - ``input_maps[m]`` (N, C, H, W): input-resolution attributions of the input methods.
 
     Shared: ``scores`` (N,) the target's value, ``targets`` (N,) the class explained (``-1`` for
-    targets that name no class), ``image_index`` (N,), ``outputs`` the model's (selected) output
-    for the B images, ``activations`` (B, K, h, w) and ``gradients`` (N, K, h, w) at the layer
-    (``None`` when no method needed gradients); ``errors[m]`` (N, K): standard errors of weights
-    that are estimates (sampled Shapley values). All tensors are detached and on the input's device.
+    targets that name no class; the token for a caption word, the label for a box),
+    ``image_index`` (N,), ``positions`` (N,) which part of the output each row scores (a caption
+    step, a reference box; ``None`` for targets whose rows are whole outputs), ``outputs`` the
+    model's (selected) output for the B images (a tensor, or the detections as the model returned
+    them), ``activations`` (B, K, h, w) and ``gradients`` (N, K, h, w) at the layer (``None`` when
+    no method needed gradients); ``errors[m]`` (N, K): standard errors of weights that are
+    estimates (sampled Shapley values). All tensors are detached and on the input's device.
     """
 
     layer: str
@@ -39,10 +42,11 @@ class Explanation:
     scores: torch.Tensor
     targets: torch.Tensor
     image_index: torch.Tensor
-    outputs: torch.Tensor
+    outputs: object
     activations: torch.Tensor
     gradients: torch.Tensor | None
     errors: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    positions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -51,7 +55,7 @@ class Explanation:
         height, width = next(iter(self.maps.values())).shape[-2:] if self.maps else (0, 0)
         return (
             f"Explanation(layer={self.layer!r}, methods={self.methods}, rows={len(self)}, "
-            f"images={self.outputs.shape[0]}, maps {height}×{width}, device={self.scores.device})"
+            f"images={self.activations.shape[0]}, maps {height}×{width}, device={self.scores.device})"
         )
 
 

@@ -23,7 +23,8 @@ import torch
 from torch import fx, nn
 
 from .channelwise import LinearHead, find_linear_head
-from .outputs import OutputSelector, select_output
+from .inputs import ModelInputs, as_inputs
+from .outputs import OutputSelector, concat_outputs, detach_output, output_difference, select_output, take_rows
 
 __all__ = ["AfterLayer", "chunks"]
 
@@ -100,39 +101,41 @@ class AfterLayer:
 
     Args:
         model: the model, in the mode it should be evaluated in.
-        images: the (B, C, H, W) inputs the activations came from.
+        inputs: what the model was called with (an image batch (B, C, H, W), or
+            :class:`~camlens.engine.inputs.ModelInputs` for models with several inputs).
         layer: the layer's dotted name.
-        activations: the layer's real output on ``images`` (B, K, h, w).
-        output: the model's real (selected) output on ``images``, to verify against.
+        activations: the layer's real output on ``inputs`` (B, K, h, w).
+        output: the model's real (selected) output on ``inputs``, to verify against.
         call: which call of a reused layer (as in :func:`camlens.explain`).
         calls: how many times the layer is called in one forward pass.
         output_selector: as in :func:`camlens.explain`.
         batch_size: the most activations evaluated at once (bounds memory).
+        structured: the output is kept as the model returns it (see :mod:`camlens.engine.outputs`).
         verify_on_first_use: defer the self-check to the first evaluation, where a caller's own
             unmodified rows can settle it (``real=`` of :meth:`__call__`); by default it runs now.
     """
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, layer: str, activations: torch.Tensor,
-                 output: torch.Tensor, *, call: int = -1, calls: int = 1, output_selector: OutputSelector = None,
-                 batch_size: int = 64, verify_on_first_use: bool = False):
+    def __init__(self, model: nn.Module, inputs: ModelInputs | torch.Tensor, layer: str, activations: torch.Tensor,
+                 output: object, *, call: int = -1, calls: int = 1, output_selector: OutputSelector = None,
+                 batch_size: int = 64, verify_on_first_use: bool = False, structured: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        self.model, self.images, self.layer = model, images, layer
-        self.output_selector = output_selector
+        self.model, self.inputs, self.layer = model, as_inputs(inputs).detached(), layer
+        self.output_selector, self.structured = output_selector, structured
         self.batch_size = batch_size
         self.call = call % calls
         self.fallback_reason: str | None = None
         self._graph: fx.Graph | None = None
         self._head: LinearHead | None = None
         self._frontier: list[tuple[object, bool]] = []
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # the self-check still to do
+        self._pending: tuple[torch.Tensor, object] | None = None  # the self-check still to do
         try:
             self._cut(call)
             self._head = find_linear_head(model, self._graph)
         except Exception as error:  # any failure of the fast path must leave the slow, exact one
             self._fall_back(error)
             return
-        self._pending = (activations.detach(), output.detach())
+        self._pending = (activations.detach(), output)
         if not verify_on_first_use:
             self._ensure_verified()
 
@@ -189,9 +192,11 @@ class AfterLayer:
         sub.output(fx.node.map_arg(output_node.args[0], lambda arg: env[arg]))
         self._graph = sub
 
-        with torch.no_grad():
-            values = _Recorder(self.model, graph, set(recorded)).record(self.images)
-        batch = self.images.shape[0]
+        # ordinary tensors even when first used under inference mode (Ablation-CAM's): gradient
+        # methods that run later (LIFT-CAM) may save them for backward
+        with torch.inference_mode(False), torch.no_grad():
+            values = _Recorder(self.model, graph, set(recorded)).record(*self.inputs.positional(self.model))
+        batch = self.inputs.batch
         computed_after = after - {layer_node}
         for node in recorded:
             value = values[node]
@@ -200,7 +205,10 @@ class AfterLayer:
             # A value only passed through to the output (an auxiliary output computed before the
             # layer) cannot depend on the activations; anything the after-part computes with must
             # be per-image, or rows of different images could not be evaluated together.
-            if node in from_input and not per_image and any(user in computed_after for user in node.users):
+            # (A model's own non-tensor argument, a flag or a scale, is the same for every row.)
+            constant_argument = node.op == "placeholder" and not isinstance(value, torch.Tensor)
+            if node in from_input and not per_image and not constant_argument and any(
+                    user in computed_after for user in node.users):
                 raise _Untraceable(
                     f"a value computed from the input before the layer ({node.name}: {type(value).__name__}) is used "
                     "after it and is not a per-image tensor"
@@ -230,21 +238,27 @@ class AfterLayer:
         index = torch.arange(activations.shape[0], device=activations.device).repeat_interleave(2)
         with torch.no_grad():
             replayed = [self._evaluate(activations[index[part]], index[part]) for part in chunks(index.numel(), self.batch_size)]
-        self._check(torch.cat(replayed), index)
+        self._check(concat_outputs(replayed), index)
 
-    def _check(self, replayed: torch.Tensor, image_index: torch.Tensor) -> bool:
+    def _check(self, replayed: object, image_index: torch.Tensor) -> bool:
         """Settle the pending self-check with the slice's outputs on the real activations of
         images ``image_index``; fall back to full forwards if they differ from the model's."""
-        expected = self._pending[1][image_index]
-        scale = float(expected.abs().max().clamp_min(1.0))
-        if replayed.shape == expected.shape and torch.allclose(replayed, expected, rtol=1e-4, atol=1e-4 * scale):
+        expected = take_rows(self._pending[1], image_index)
+        if isinstance(expected, torch.Tensor) and isinstance(replayed, torch.Tensor):
+            scale = float(expected.abs().max().clamp_min(1.0))
+            same_shape = replayed.shape == expected.shape
+            agrees = same_shape and torch.allclose(replayed, expected, rtol=1e-4, atol=1e-4 * scale)
+            difference = (replayed - expected).abs().max() if same_shape else "shape"
+        else:
+            difference = output_difference(replayed, expected)
+            agrees = difference <= 2e-4
+        if agrees:
             self._pending = None
             return True
-        difference = (replayed - expected).abs().max() if replayed.shape == expected.shape else "shape"
         self._fall_back(_Untraceable(f"the sliced network does not reproduce the model's output (max difference {difference})"))
         return False
 
-    def __call__(self, activations: torch.Tensor, image_index: torch.Tensor, *, real: int = 0) -> torch.Tensor:
+    def __call__(self, activations: torch.Tensor, image_index: torch.Tensor, *, real: int = 0) -> object:
         """The model's (selected) output for activations (M, K, h, w), row m belonging to image
         ``image_index[m]``. Runs in chunks of ``batch_size`` under the caller's grad mode.
 
@@ -258,16 +272,17 @@ class AfterLayer:
         for part in chunks(activations.shape[0], self.batch_size):
             if self._pending is not None:
                 size = part.stop - part.start
-                if part.start == 0 and 0 < real <= size and size != self.images.shape[0]:
+                if part.start == 0 and 0 < real <= size and size != self.inputs.batch:
                     output = self._evaluate(activations[part], image_index[part])
-                    if self._check(output[:real].detach(), image_index[:real]):
+                    first = torch.arange(real, device=image_index.device)
+                    if self._check(detach_output(take_rows(output, first)), image_index[:real]):
                         parts.append(output)
                         continue
                 self._ensure_verified()
             parts.append(self._evaluate(activations[part], image_index[part]))
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+        return concat_outputs(parts)
 
-    def _evaluate(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def _evaluate(self, activations: torch.Tensor, image_index: torch.Tensor) -> object:
         if activations.requires_grad:
             # the after-part may begin with an in-place operation (ReLU(inplace=True)), which
             # must not touch the caller's leaf (or a view of it)
@@ -276,13 +291,13 @@ class AfterLayer:
             return self._interpret(self._graph, activations, image_index)
         return self._full_forward(activations, image_index)
 
-    def _interpret(self, graph: fx.Graph, first: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def _interpret(self, graph: fx.Graph, first: torch.Tensor, image_index: torch.Tensor) -> object:
         """Run a cut graph (first input ``first``, then the frontier values of the rows' images)."""
         output = fx.Interpreter(self.model, graph=graph).run(first, *self._frontier_for(image_index))
-        return select_output(output, self.output_selector)
+        return select_output(output, self.output_selector, structured=self.structured)
 
     def zeroing_channels(self, activations: torch.Tensor, image_index: torch.Tensor, rows: torch.Tensor,
-                         channels: torch.Tensor) -> torch.Tensor:
+                         channels: torch.Tensor) -> object:
         """The model's (selected) output when map ``channels[m]`` of ``activations[rows[m]]`` is set
         to zero, for each m; ``activations`` (R, K, h, w) belong to images ``image_index`` (R,).
 
@@ -296,20 +311,23 @@ class AfterLayer:
                 variants = activations[rows[part]].clone()
                 variants[torch.arange(variants.shape[0], device=variants.device), channels[part]] = 0
                 parts.append(self._evaluate(variants, image_index[rows[part]]))
-            return torch.cat(parts) if parts else activations.new_empty(0)
-        results: torch.Tensor | None = None
+            return concat_outputs(parts) if parts else activations.new_empty(0)
+        pieces, order = [], []
         for row in rows.unique():
             chosen = (rows == row).nonzero().view(-1)
             real, corrections = self._head.corrections(self.model, activations[row:row + 1])
             linear_outputs = real - corrections[channels[chosen]]
             for part in chunks(chosen.numel(), self.batch_size):
-                output = self._interpret(self._head.rest, linear_outputs[part], image_index[rows[chosen[part]]])
-                if results is None:
-                    results = output.new_empty(rows.numel(), *output.shape[1:])
-                results[chosen[part]] = output
-        return results if results is not None else activations.new_empty(0)
+                pieces.append(self._interpret(self._head.rest, linear_outputs[part], image_index[rows[chosen[part]]]))
+                order.append(chosen[part])
+        if not pieces:
+            return activations.new_empty(0)
+        order_of = torch.cat(order)  # the rows in the order they were computed: put them back in place
+        inverse = torch.empty_like(order_of)
+        inverse[order_of] = torch.arange(order_of.numel(), device=order_of.device)
+        return take_rows(concat_outputs(pieces), inverse)
 
-    def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> object:
         module = self.model.get_submodule(self.layer)
         seen = [0]
 
@@ -320,7 +338,7 @@ class AfterLayer:
 
         handle = module.register_forward_hook(replace)
         try:
-            return select_output(self.model(self.images[image_index]), self.output_selector)
+            return select_output(self.inputs.rows(image_index)(self.model), self.output_selector, structured=self.structured)
         finally:
             handle.remove()
 

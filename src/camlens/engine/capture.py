@@ -19,6 +19,8 @@ from types import TracebackType
 import torch
 from torch import nn
 
+from .inputs import ModelInputs, as_inputs
+
 __all__ = ["LayerRecorder", "Forward", "record_forward"]
 
 
@@ -73,7 +75,7 @@ class LayerRecorder:
 
 @dataclass
 class Forward:
-    """One recorded forward pass: the model's raw output, the input actually fed (a leaf requiring
+    """One recorded forward pass: the model's raw output, the image actually fed (a leaf requiring
     grad when input gradients were asked for) and each layer's output, one tensor per call."""
 
     output: object
@@ -91,24 +93,28 @@ class Forward:
 
 
 def record_forward(
-    model: Callable[[torch.Tensor], object],
-    images: torch.Tensor,
+    model: Callable[..., object],
+    inputs: ModelInputs | torch.Tensor,
     layers: Mapping[str, nn.Module],
     *,
     input_gradients: bool = False,
 ) -> Forward:
-    """Run ``model(images)`` recording ``layers``.
+    """Run the model on ``inputs`` (an image batch, or :class:`~camlens.engine.inputs.ModelInputs`)
+    recording ``layers``.
 
     With ``input_gradients=False`` autograd starts at the first recorded layer (see the module
-    docstring); with ``True`` the input is a leaf and the whole pass is recorded (needed by
+    docstring); with ``True`` the image is a leaf and the whole pass is recorded (needed by
     Guided Backpropagation). Works inside a caller's ``torch.no_grad()`` or ``inference_mode()``.
     """
+    inputs = as_inputs(inputs)
     with torch.inference_mode(False):
-        if images.is_inference():
-            images = images.clone()
+        # tensors made under inference mode cannot take part in a graph: use ordinary copies
+        inputs = inputs.map(lambda v, _: v.clone() if isinstance(v, torch.Tensor) and v.is_inference() else v)
+        image = inputs.image
         if input_gradients:
-            images = images.detach().requires_grad_(True)
+            image = image.detach().requires_grad_(True)
+            inputs = inputs.with_image(image)
         grad_mode = torch.enable_grad() if input_gradients else torch.no_grad()
         with LayerRecorder(layers) as recorder, grad_mode:
-            output = model(images)
-    return Forward(output=output, inputs=images, calls=recorder.calls)
+            output = inputs(model)
+    return Forward(output=output, inputs=image, calls=recorder.calls)

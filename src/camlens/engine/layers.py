@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .inputs import as_inputs
+
 __all__ = ["LayerSpec", "resolve_layer", "layer_output_shapes", "auto_layer"]
 
 LayerSpec = str | nn.Module
@@ -46,7 +48,7 @@ class _Produced:
     output: object
 
 
-def _probe(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object]) -> list[_Produced]:
+def _probe(model: nn.Module, run: Callable[[], object]) -> list[_Produced]:
     """Every named module's output in the order the outputs were produced (last call wins)."""
     produced: dict[str, _Produced] = {}
 
@@ -60,32 +62,34 @@ def _probe(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor],
     handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules() if name]
     try:
         with torch.no_grad():
-            run(images)
+            run()
     finally:
         for handle in handles:
             handle.remove()
     return list(produced.values())
 
 
-def layer_output_shapes(
-    model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object] | None = None
-) -> dict[str, tuple[int, ...] | None]:
-    """Run one forward pass without autograd and return each named module's output shape, in the
-    order the outputs were produced; ``None`` where the output is not a tensor."""
+def layer_output_shapes(model: nn.Module, inputs: object) -> dict[str, tuple[int, ...] | None]:
+    """Run one forward pass on ``inputs`` (an image batch, or a model's several inputs as
+    :func:`camlens.explain` takes them) without autograd and return each named module's output
+    shape, in the order the outputs were produced; ``None`` where the output is not a tensor."""
+    inputs = as_inputs(inputs)
     return {
         p.name: tuple(p.output.shape) if isinstance(p.output, torch.Tensor) else None
-        for p in _probe(model, images, run or model)
+        for p in _probe(model, lambda: inputs(model))
     }
 
 
-def auto_layer(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tensor], object] | None = None) -> str:
+def auto_layer(model: nn.Module, inputs: object) -> str:
     """The layer ``"auto"`` means: the last module, in the order outputs are produced on these
     images, whose output is a ``(B, C, h, w)`` tensor with ``h·w > 1``. When several nested modules
     return that same tensor (``layer4``, ``layer4.2``, ``layer4.2.relu``) the outermost is named.
 
     Only the first image is run, so the cost is one forward pass at batch size 1.
     """
-    produced = _probe(model, images[:1], run or model)
+    inputs = as_inputs(inputs)
+    first = inputs.rows(torch.zeros(1, dtype=torch.long, device=inputs.image.device))
+    produced = _probe(model, lambda: first(model))
     spatial = [
         p for p in produced
         if isinstance(p.output, torch.Tensor) and p.output.dim() == 4 and p.output.shape[-1] * p.output.shape[-2] > 1
@@ -93,7 +97,7 @@ def auto_layer(model: nn.Module, images: torch.Tensor, run: Callable[[torch.Tens
     if not spatial:
         raise ValueError(
             f"no layer of {type(model).__name__} produces a spatial (B, C, h, w) output on images of shape "
-            f"{tuple(images.shape)}; CAM methods need a convolutional layer"
+            f"{tuple(inputs.image.shape)}; CAM methods need a convolutional layer"
         )
     last = spatial[-1].output
     same = [p.name for p in spatial if p.output is last]

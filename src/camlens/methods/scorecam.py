@@ -30,17 +30,18 @@ def channel_masks(activations: torch.Tensor, size: tuple[int, int]) -> tuple[tor
 ScoreCamVariant = Literal["official", "baseline", "softmax"]
 
 
-def _masked_probabilities(evidence: Evidence, row: int, channels: torch.Tensor) -> torch.Tensor:
-    """Softmax probability of the row's class on ``image ⊙ H^k`` for the given channels (chunked)."""
+def _masked_confidence(evidence: Evidence, row: int, channels: torch.Tensor) -> torch.Tensor:
+    """The row's confidence on ``image ⊙ H^k`` for the given channels (chunked): the softmax
+    probability of its class for class targets (see :meth:`Target.confidence`)."""
     image = evidence.images[evidence.image_index[row]]
     size = tuple(image.shape[-2:])
-    rows = torch.full((1,), row, device=image.device)
     result = image.new_empty(channels.numel())
     for part in chunks(channels.numel(), evidence.image_batch_size):
         masks, _ = channel_masks(evidence.activations[row, channels[part]], size)
+        rows = torch.full((masks.shape[0],), row, device=image.device)
         # channels-last input: oneDNN's convolutions run markedly faster on CPU, the model is untouched
-        logits = evidence.full_model((image[None] * masks[:, None]).contiguous(memory_format=torch.channels_last))
-        result[part] = logits.softmax(dim=1).gather(1, evidence.classes[rows].expand(masks.shape[0])[:, None]).view(-1)
+        masked = (image[None] * masks[:, None]).contiguous(memory_format=torch.channels_last)
+        result[part] = evidence.image_confidence(masked, rows)
     return result
 
 
@@ -55,6 +56,11 @@ def scorecam_weights(evidence: Evidence, variant: ScoreCamVariant = "official", 
     probability of the fully masked image (the paper's :math:`f(X \circ H^k) - f(X_b)` with
     :math:`X_b = 0`); ``"softmax"`` applies a softmax over the channels' scores (the paper's
     normalization). Constant channels have no mask and get weight 0.
+
+    For targets that are not classes (a caption's log-probability, a box's score, a similarity),
+    :math:`p^c` is the target's own score on the masked image (:meth:`Target.confidence`): the
+    quantity being explained, measured on what each mask keeps. The image is masked; a model's
+    other inputs (a question, a caption) are passed unchanged.
 
     ``top`` (fast Score-CAM): evaluate only the ``top`` channels with the largest first-order
     contribution :math:`\sum_{ij} g^k_{ij} A^k_{ij}` exactly; every other non-constant channel gets
@@ -77,15 +83,15 @@ def scorecam_weights(evidence: Evidence, variant: ScoreCamVariant = "official", 
                 order = contribution.argsort(descending=True)
                 chosen, rest = varying[order[:top]], varying[order[top:]]
                 sample = rest[torch.randperm(rest.numel(), generator=generator)[:fill_samples].to(rest.device)]
-                values = _masked_probabilities(evidence, row, torch.cat([chosen, sample]))
+                values = _masked_confidence(evidence, row, torch.cat([chosen, sample]))
                 weights[row, rest] = values[top:].mean()
                 weights[row, chosen] = values[:top]
             else:
-                weights[row, varying] = _masked_probabilities(evidence, row, varying)
+                weights[row, varying] = _masked_confidence(evidence, row, varying)
             if variant == "baseline":
                 blank = evidence.images[evidence.image_index[row]][None] * 0
-                classes = evidence.classes[row:row + 1]
-                weights[row, varying] -= evidence.full_model(blank).softmax(dim=1).gather(1, classes[:, None]).view(-1)
+                rows = torch.full((1,), row, device=blank.device)
+                weights[row, varying] -= evidence.image_confidence(blank, rows)
             elif variant == "softmax":
                 weights[row, varying] = weights[row, varying].softmax(dim=0)
     return weights

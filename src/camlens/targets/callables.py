@@ -26,5 +26,6 @@ class CallableTarget(Target):
         image_index = torch.arange(batch, device=output.device)
         return TargetScores(scores, image_index, torch.full_like(image_index, -1))
 
-    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         return self.fn(output)

@@ -9,7 +9,7 @@ import torch
 
 from .base import Target, TargetScores
 
-__all__ = ["ScoreKind", "ClassTarget", "Classes", "TopK"]
+__all__ = ["ScoreKind", "ClassTarget", "Classes", "TopK", "check_score"]
 
 ScoreKind = Literal["logit", "softmax", "log_softmax"]
 _SCORE_KINDS = ("logit", "softmax", "log_softmax")
@@ -20,8 +20,14 @@ class _ClassScore(Target):
 
     score: ScoreKind
 
-    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         return _class_scores(output, self.score).gather(1, classes.view(-1, 1)).view(-1)
+
+    def confidence(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The class's softmax probability, whatever ``score`` is (Score-CAM's official code)."""
+        return _class_scores(output, "softmax").gather(1, classes.view(-1, 1)).view(-1)
 
 
 def _class_scores(output: torch.Tensor, score: ScoreKind) -> torch.Tensor:
@@ -37,7 +43,7 @@ def _class_scores(output: torch.Tensor, score: ScoreKind) -> torch.Tensor:
     return output.log_softmax(dim=1)
 
 
-def _check_score(score: str) -> None:
+def check_score(score: str) -> None:
     if score not in _SCORE_KINDS:
         raise ValueError(f"score must be one of {_SCORE_KINDS}, not {score!r}")
 
@@ -50,7 +56,7 @@ class ClassTarget(_ClassScore):
     """
 
     def __init__(self, classes: int | Sequence[int] | torch.Tensor, score: ScoreKind = "logit"):
-        _check_score(score)
+        check_score(score)
         self.classes = classes
         self.score = score
 
@@ -83,7 +89,7 @@ class Classes(_ClassScore):
     """Every image explained for each of ``classes``: len(classes) rows per image, image-major."""
 
     def __init__(self, classes: Sequence[int], score: ScoreKind = "logit"):
-        _check_score(score)
+        check_score(score)
         if len(classes) == 0:
             raise ValueError("Classes needs at least one class index")
         self.classes = [int(c) for c in classes]
@@ -104,7 +110,7 @@ class TopK(_ClassScore):
     """The ``k`` highest-scoring classes of each image (by logit), k rows per image, best first."""
 
     def __init__(self, k: int = 1, score: ScoreKind = "logit"):
-        _check_score(score)
+        check_score(score)
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, not {k!r}")
         self.k = k

@@ -19,7 +19,18 @@ class Counterfactual(Target):
 
     def __call__(self, output: torch.Tensor) -> TargetScores:
         inner = self.target(output)
-        return TargetScores(-inner.scores, inner.image_index, inner.classes)
+        return TargetScores(-inner.scores, inner.image_index, inner.classes, inner.positions)
 
-    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
-        return -self.target.rescore(output, classes, image_index)
+    @property
+    def structured(self) -> bool:
+        return self.target.structured
+
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        return -self.target.rescore(output, classes, image_index, positions)
+
+    def confidence(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The inner target's confidence, not negated: Score-CAM weighs masks by how much of the
+        explained quantity they keep, and a negated probability would zero every map."""
+        return self.target.confidence(output, classes, image_index, positions)
