@@ -10,17 +10,32 @@ the result type below them all.
 __version__ = "0.1.0"
 
 from .data import Preprocessing, load_images, read_image, resolve_class
+from .engine.inputs import Inputs
 from .engine.layers import auto_layer, layer_output_shapes, resolve_layer
 from .explain import explain
 from .explanation import Explanation, normalize
 from .methods import METHODS
 from .models import LoadedModel, load, wrap
 from .report import draw_box, grid, overlay, render_attribution
-from .targets import CallableTarget, Classes, ClassTarget, Counterfactual, SegmentationRegion, Target, TopK
+from .targets import (
+    BoxTarget,
+    CallableTarget,
+    CaptionTarget,
+    Classes,
+    ClassTarget,
+    Counterfactual,
+    CTCTarget,
+    RegionScore,
+    SegmentationRegion,
+    SimilarityTarget,
+    Target,
+    TopK,
+)
 
 __all__ = [
     "explain", "Explanation", "normalize", "METHODS", "auto_layer", "layer_output_shapes", "resolve_layer",
     "Target", "ClassTarget", "Classes", "TopK", "Counterfactual", "SegmentationRegion", "CallableTarget",
+    "RegionScore", "CaptionTarget", "CTCTarget", "BoxTarget", "SimilarityTarget", "Inputs",
     "read_image", "load_images", "resolve_class", "Preprocessing", "load", "wrap", "LoadedModel",
     "overlay", "render_attribution", "draw_box", "grid",
 ]
