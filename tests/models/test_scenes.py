@@ -1,0 +1,56 @@
+"""The scene models: trained deterministically, cached, accurate on held-out scenes, and in the zoo."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import camlens
+from camlens.data.scenes import scenes
+from camlens.models.scenes import Recipe, accuracy, cache_folder, load_scene_model, train
+
+# held-out accuracy each model must keep (the issue's goals: classification 95%, answers 90%,
+# caption words 90%); measured on scenes none of them was trained on
+GOALS = {"classifier": ("exact", 0.95), "vqa": ("answers", 0.90), "captioner": ("words", 0.90),
+         "detector": ("recall", 0.95)}
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return scenes(150, seed=777)
+
+
+@pytest.mark.parametrize("task", sorted(GOALS))
+def test_held_out_accuracy(task, held_out):
+    metric, goal = GOALS[task]
+    assert accuracy(task, load_scene_model(task, progress=False), held_out)[metric] >= goal
+
+
+def test_training_is_deterministic():
+    recipe = Recipe("classifier", scenes=64, steps=3, batch=8)
+    first, second = train(recipe, progress=False), train(recipe, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    other = train(Recipe("classifier", seed=1, scenes=64, steps=3, batch=8), progress=False)
+    assert not torch.equal(first.fc.weight, other.fc.weight)
+
+
+def test_the_cache_is_read_not_retrained(monkeypatch):
+    load_scene_model("detector", progress=False)  # cached by now
+    cached = list((cache_folder() / "scenes").glob("detector-*.pt"))
+    assert cached
+    monkeypatch.setattr("camlens.models.scenes.train", lambda *a, **k: pytest.fail("retrained a cached model"))
+    load_scene_model("detector", progress=False)
+
+
+def test_the_zoo_loads_them_with_their_task_and_text_inputs():
+    vqa = camlens.load("scenes-vqa")
+    assert vqa.task == "vqa" and vqa.layer == "backbone.layer4" and vqa.class_names[0] == "red"
+    (question,) = vqa.question("what colour is the circle ?", 2)
+    assert question.shape == (2, 8)
+    captioner = camlens.load("scenes-captioner")
+    (prefix,), target = captioner.caption("a red circle", 1)
+    assert prefix[0, :4].tolist() == [1, *[captioner.class_names.index(w) for w in ("a", "red", "circle")]]
+    assert target.words == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown word"):
+        captioner.caption("a purple circle", 1)
+    assert camlens.load("scenes-classifier").embedding is not None
