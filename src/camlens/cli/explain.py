@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..data import Box, load_images, resolve_class
+from ..data import Box, load_images
 from ..engine.layers import LayerSpec
 from ..explain import explain
 from ..explanation import Explanation
@@ -21,7 +21,6 @@ from ..methods import METHODS
 from ..metrics.localization import box_from_map
 from ..models import LoadedModel
 from ..report import draw_box, grid, overlay, render_attribution
-from ..targets import Classes, Target, TopK
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
@@ -34,21 +33,11 @@ from .common import (
     subcommand,
     versions,
 )
+from .queries import build_query, predictions, row_probability
 
 __all__ = ["add_parser", "run", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = "gradcam,gradcampp,xgradcam,layercam,guided_gradcam"
-
-
-def _target(specs: list[str], class_names: tuple[str, ...]) -> Target:
-    if len(specs) == 1 and specs[0].lower().startswith("top") and specs[0][3:].isdigit():
-        return TopK(int(specs[0][3:]))
-    if any(spec.lower().startswith("top") and spec[3:].isdigit() for spec in specs):
-        raise UsageError("--target topK cannot be combined with other targets")
-    try:
-        return Classes([resolve_class(spec, class_names) for spec in specs])
-    except ValueError as error:
-        raise UsageError(str(error)) from error
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -65,18 +54,18 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
 
 
-def _print_top5(stem: str, top5: list[dict]) -> None:
-    cells = "  ".join(f"{i + 1}. {c['name']} ({c['index']}) {c['probability']:.3f}" for i, c in enumerate(top5))
+def _print_predictions(stem: str, predicted: list[dict]) -> None:
+    cells = "  ".join(f"{i + 1}. {c['name']} ({c['index']}) {c['probability']:.3f}" for i, c in enumerate(predicted))
     print(f"{stem:24s} {cells}")
 
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.weights)
     methods = method_names(args.methods)
-    target = _target(args.target or ["top1"], loaded.class_names)
     device = parse_device(args.device)
-    layer: LayerSpec = loaded.layer if args.layer == "auto" else args.layer
-    model = loaded.model.to(device)
+    query = build_query(args, loaded, device)
+    layer: LayerSpec = query.layer if args.layer == "auto" else args.layer
+    model = query.model.to(device)
 
     batch = load_images(args.images, loaded.preprocessing)
     for failure in batch.failures:
@@ -95,20 +84,21 @@ def run(args: argparse.Namespace) -> int:
     for start in progress:
         chunk = slice(start, start + args.batch_size)
         images = batch.tensor[chunk].to(device)
+        inputs, target = query.build(images, batch.originals[chunk])
         try:
-            explanation = explain(model, images, layer=layer, methods=methods, target=target)
+            explanation = explain(model, inputs, layer=layer, methods=methods, target=target)
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from error
         resolved_layer = explanation.layer
-        probabilities = explanation.outputs.softmax(dim=1).cpu()
         for offset, (path, original, stem) in enumerate(zip(batch.paths[chunk], batch.originals[chunk], stems[chunk])):
             rows = (explanation.image_index == offset).nonzero().flatten().tolist()
-            record, panels = _write_image(out, stem, path, original, explanation, rows, probabilities[offset], loaded,
-                                          args.boxes)
+            predicted, probabilities = predictions(loaded, explanation.outputs, offset)
+            record, panels = _write_image(out, stem, path, original, explanation, rows, predicted, probabilities,
+                                          loaded, args.boxes)
             records.append(record)
             overview.append(panels)
             overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
-            _print_top5(stem, record["top5"])
+            _print_predictions(stem, predicted)
 
     manifest = {
         "camlens": __version__,
@@ -118,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "weights": str(args.weights) if args.weights else None,
         "layer": resolved_layer,
         "methods": list(methods),
-        "target": args.target or ["top1"],
+        **query.description,
         "device": str(device),
         "preprocessing": vars(loaded.preprocessing) if hasattr(loaded.preprocessing, "__dict__") else repr(loaded.preprocessing),
         "images": records,
@@ -140,7 +130,8 @@ def _progress(iterable, enabled: bool, step: int):
 
 
 def _write_image(out: Path, stem: str, path: Path, original, explanation: Explanation, rows: list[int],
-                 probabilities: torch.Tensor, loaded: LoadedModel, boxes: bool) -> tuple[dict, list]:
+                 predicted: list[dict], probabilities: torch.Tensor | None, loaded: LoadedModel,
+                 boxes: bool) -> tuple[dict, list]:
     """Writes one image's overlays, grid and raw maps; returns its manifest record and the panels
     of its first class (for the overview)."""
     folder = out / stem
@@ -150,8 +141,10 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation: Explan
     for row in rows:
         cls = int(explanation.targets[row])
         name = loaded.class_names[cls] if cls >= 0 else "target"
-        probability = float(probabilities[cls]) if cls >= 0 else float("nan")
-        classes.append({"index": cls, "name": name, "score": float(explanation.scores[row]), "probability": probability})
+        probability = row_probability(probabilities, cls)
+        position = None if explanation.positions is None else int(explanation.positions[row])
+        classes.append({"index": cls, "name": name, "score": float(explanation.scores[row]), "probability": probability}
+                       | ({"position": position} if position is not None else {}))
         panel_row, title_row = [original], [f"{path.name}"]
         for method in explanation.methods:
             if method in explanation.input_maps:
@@ -161,14 +154,17 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation: Explan
                 picture = overlay(original, saliency, box=box)
                 if boxes:  # the Grad-CAM paper's localization box: 15% of the max, largest component
                     picture = draw_box(picture, _to_original(box_from_map(saliency), box, saliency.shape))
-            target = folder / f"{method}__{cls}_{_safe(name)}.png"
+            # rows that score a part of the output (a caption's word, a box) are named by that part
+            key = cls if position is None else f"{position:02d}"
+            target = folder / f"{method}__{key}_{_safe(name)}.png"
             picture.save(target)
             files.append(str(target.relative_to(out)))
             panel_row.append(picture)
             title_row.append(method)
         panels.append(panel_row)
         titles.append(title_row)
-        labels.append(f"{name} ({cls}), p = {probability:.2f}")
+        score = f"p = {probability:.2f}" if probability == probability else f"score = {float(explanation.scores[row]):.2f}"
+        labels.append(f"{name} ({cls}), {score}" if position is None else f"word/box {position}: {name}, {score}")
     grid(panels, titles, labels).save(folder / "grid.png")
     maps = {
         "classes": torch.tensor([c["index"] for c in classes]),
@@ -177,14 +173,15 @@ def _write_image(out: Path, stem: str, path: Path, original, explanation: Explan
         "layer_maps": {m: explanation.layer_maps[m][rows].cpu() for m in explanation.layer_maps},
         "weights": {m: explanation.weights[m][rows].cpu() for m in explanation.weights},
     }
+    if explanation.positions is not None:
+        maps["positions"] = explanation.positions[rows].cpu()
     torch.save(maps, folder / "maps.pt")
-    top = probabilities.topk(min(5, probabilities.numel()))
     record = {
         "file": str(path),
         "size": list(original.size),
         "crop_box": [round(v, 2) for v in box],
         "classes": classes,
-        "top5": [{"index": int(c), "name": loaded.class_names[int(c)], "probability": float(v)} for v, c in zip(*top)],
+        ("detections" if loaded.task == "detection" else "top5"): predicted,
         "outputs": files + [str((folder / "grid.png").relative_to(out)), str((folder / "maps.pt").relative_to(out))],
     }
     return record, panels[0]
@@ -208,6 +205,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from: {', '.join(METHODS)} (default: %(default)s)")
     parser.add_argument("--target", action="append", metavar="TARGET",
                         help="top1 (default), topK, a class index or a class name; repeat for several classes")
+    parser.add_argument("--caption", metavar="TEXT", help="captioning models: one map per word of this caption")
+    parser.add_argument("--question", metavar="TEXT", help="question-answering models: explain the answer to it")
+    parser.add_argument("--box", action="append", metavar="X0,Y0,X1,Y1:LABEL",
+                        help="detectors: explain the detection of this box (photo pixels); repeat for several")
+    parser.add_argument("--reference", metavar="IMAGE",
+                        help="models with an embedding: why each photo matches this one (cosine similarity)")
     parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")

@@ -1,0 +1,153 @@
+"""What ``camlens explain`` explains, from its options: classes (``--target``), a caption's words
+(``--caption``), the answer to a question (``--question``), a detector's boxes (``--box``), or why
+a photo matches a reference photo (``--reference``); and what the model predicted, per image."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from ..data import ImageReadError, boxes_in_input, read_image, resolve_class
+from ..models import LoadedModel
+from ..targets import BoxTarget, Classes, SimilarityTarget, Target, TopK
+from .common import UsageError
+
+__all__ = ["Query", "build_query", "predictions", "class_target", "row_probability"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """The module to explain, its layer, and for a chunk of images (B, C, H, W) with their
+    original photos, the model's inputs and the target."""
+
+    model: nn.Module
+    layer: str
+    build: Callable[[torch.Tensor, Sequence[Image.Image]], tuple[object, Target]]
+    description: dict
+
+
+def class_target(specs: list[str], class_names: tuple[str, ...]) -> Target:
+    """``--target``: top1 (default), topK, or class indices or names."""
+    if len(specs) == 1 and specs[0].lower().startswith("top") and specs[0][3:].isdigit():
+        return TopK(int(specs[0][3:]))
+    if any(spec.lower().startswith("top") and spec[3:].isdigit() for spec in specs):
+        raise UsageError("--target topK cannot be combined with other targets")
+    try:
+        return Classes([resolve_class(spec, class_names) for spec in specs])
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _parse_box(text: str, class_names: tuple[str, ...]) -> tuple[tuple[float, ...], int]:
+    coordinates, _, label = text.partition(":")
+    try:
+        box = tuple(float(v) for v in coordinates.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or not label:
+        raise UsageError(f"--box {text!r}: give X0,Y0,X1,Y1:LABEL in the photo's pixels, e.g. 10,12,40,44:circle")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise UsageError(f"--box {text!r} has x1 < x0 or y1 < y0")
+    try:
+        return box, resolve_class(label, class_names)
+    except ValueError as error:
+        raise UsageError(f"--box {text!r}: {error}") from None
+
+
+def _needs(loaded: LoadedModel, option: str, ok: bool, model: str) -> None:
+    if not ok:
+        raise UsageError(f"{option} needs a {model}; {loaded.name} is a {loaded.task} model")
+
+
+def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.device) -> Query:
+    """The query the options ask for, checked against what the model can do (usage errors say why)."""
+    chosen = [name for name in ("caption", "box", "reference") if getattr(args, name)]
+    if len(chosen) > 1 or (chosen and args.target):
+        given = [f"--{name}" for name in chosen] + (["--target"] if args.target else [])
+        raise UsageError(f"{' and '.join(given)} cannot be combined: each says what to explain")
+    if args.question is not None and args.caption is not None:
+        raise UsageError("--question and --caption cannot be combined")
+    to_device = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
+
+    if args.caption is not None:
+        _needs(loaded, "--caption", loaded.caption is not None, "captioning model (e.g. --model scenes-captioner)")
+        try:
+            loaded.caption(args.caption, 1)
+        except ValueError as error:
+            raise UsageError(f"--caption: {error}") from None
+
+        def caption(images: torch.Tensor, originals: Sequence[Image.Image]) -> tuple[object, Target]:
+            extra, target = loaded.caption(args.caption, images.shape[0])
+            return (images, *to_device(extra)), target
+
+        return Query(loaded.model, loaded.layer, caption, {"caption": args.caption})
+
+    target = class_target(args.target or ["top1"], loaded.class_names)
+    if args.question is not None:
+        _needs(loaded, "--question", loaded.question is not None, "question-answering model (e.g. --model scenes-vqa)")
+        try:
+            loaded.question(args.question, 1)
+        except ValueError as error:
+            raise UsageError(f"--question: {error}") from None
+        return Query(loaded.model, loaded.layer,
+                     lambda images, _: ((images, *to_device(loaded.question(args.question, images.shape[0]))), target),
+                     {"question": args.question, "target": args.target or ["top1"]})
+
+    if args.box:
+        _needs(loaded, "--box", loaded.task == "detection", "detector (e.g. --model scenes-detector)")
+        parsed = [_parse_box(text, loaded.class_names) for text in args.box]
+
+        def boxes(images: torch.Tensor, originals: Sequence[Image.Image]) -> tuple[object, Target]:
+            per_image = []
+            for original in originals:
+                inside = boxes_in_input([box for box, _ in parsed], original.size, loaded.preprocessing)
+                if len(inside) != len(parsed):
+                    raise UsageError(f"a --box lies outside the part of {original.size[0]}×{original.size[1]} "
+                                     "photos the model sees")
+                per_image.append(inside)
+            return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(originals))
+
+        return Query(loaded.model, loaded.layer, boxes, {"boxes": list(args.box)})
+
+    if args.reference is not None:
+        _needs(loaded, "--reference", loaded.embedding is not None, "model with an embedding")
+        try:
+            photo = read_image(args.reference)
+        except ImageReadError as error:
+            raise UsageError(f"--reference: {error}") from None
+        embedding = loaded.embedding.to(device)
+        with torch.no_grad():
+            reference = embedding(loaded.preprocessing(photo)[None].to(device))[0]
+        layer = "auto" if loaded.layer == "auto" else f"model.{loaded.layer}"
+        return Query(embedding, layer, lambda images, _: (images, SimilarityTarget(reference)),
+                     {"reference": str(args.reference)})
+
+    return Query(loaded.model, loaded.layer, lambda images, _: (images, target), {"target": args.target or ["top1"]})
+
+
+def predictions(loaded: LoadedModel, outputs: object, image: int) -> tuple[list[dict], torch.Tensor | None]:
+    """What the model predicted for image ``image``, best first, and its per-class probabilities
+    (``None`` where classes have none: captions, detections, embeddings)."""
+    if loaded.task == "detection" and isinstance(outputs, list):
+        found = outputs[image]
+        return [{"index": int(label), "name": loaded.class_names[int(label)], "probability": float(score),
+                 "box": [round(float(v), 1) for v in box]}
+                for box, label, score in zip(found["boxes"], found["labels"], found["scores"])], None
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != len(loaded.class_names):
+        return [], None
+    row = outputs[image].float().cpu()
+    probabilities = row.sigmoid() if loaded.task == "multilabel" else row.softmax(dim=0)
+    top = probabilities.topk(min(5, probabilities.numel()))
+    return [{"index": int(c), "name": loaded.class_names[int(c)], "probability": float(v)} for v, c in zip(*top)], \
+        probabilities
+
+
+def row_probability(probabilities: torch.Tensor | None, cls: int) -> float:
+    """The probability of a row's class, NaN where there is none."""
+    return float(probabilities[cls]) if probabilities is not None and cls >= 0 else math.nan

@@ -1,0 +1,81 @@
+"""``camlens explain`` beyond classifiers: captions, questions, boxes and references on the scene
+models, and the usage errors when an option does not fit the model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from camlens.cli import main
+from camlens.data.scenes import scenes
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A scene with a red circle among other objects, saved as a PNG."""
+    chosen = next(s for s in scenes(100, seed=8) if len(s.objects) >= 2
+                  and any(o.shape == "circle" and o.colour == "red" for o in s.objects))
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    chosen.pil().save(path)
+    return chosen, path
+
+
+def test_a_caption_gets_one_map_per_word(scene, tmp_path, capsys):
+    _, path = scene
+    out = tmp_path / "out"
+    assert main(["explain", str(path), "--model", "scenes-captioner", "--caption", "a red circle",
+                 "--methods", "gradcam,layercam", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["caption"] == "a red circle"
+    words = manifest["images"][0]["classes"]
+    assert [(w["name"], w["position"]) for w in words] == [("a", 0), ("red", 1), ("circle", 2)]
+    assert (out / "scene" / "layercam__01_red.png").is_file()
+    maps = torch.load(out / "scene" / "maps.pt", weights_only=True)
+    assert maps["positions"].tolist() == [0, 1, 2] and maps["maps"]["gradcam"].shape == (3, 64, 64)
+
+
+def test_a_question_explains_the_answer(scene, tmp_path, capsys):
+    chosen, path = scene
+    out = tmp_path / "out"
+    assert main(["explain", str(path), "--model", "scenes-vqa", "--question", "what colour is the circle ?",
+                 "--out", str(out), "--methods", "gradcam"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["images"][0]["top5"][0]["name"] == "red"
+    assert manifest["images"][0]["classes"][0]["name"] == "red"
+    assert "1. red" in capsys.readouterr().out
+
+
+def test_a_box_explains_its_detection_and_a_reference_the_match(scene, tmp_path):
+    chosen, path = scene
+    circle = next(o for o in chosen.objects if o.shape == "circle")
+    box = ",".join(str(v) for v in circle.box) + ":circle"
+    out = tmp_path / "boxes"
+    assert main(["explain", str(path), "--model", "scenes-detector", "--box", box, "--methods", "gradcam",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "manifest.json").read_text())["images"][0]
+    assert record["classes"][0]["name"] == "circle" and record["classes"][0]["position"] == 0
+    assert any(d["name"] == "circle" for d in record["detections"])
+    out = tmp_path / "reference"
+    assert main(["explain", str(path), "--model", "scenes-classifier", "--reference", str(path),
+                 "--methods", "gradcam", "--out", str(out)]) == 0
+    record = json.loads((out / "manifest.json").read_text())["images"][0]
+    assert record["classes"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # a photo matches itself
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "efficientnet-lite0", "--caption", "a red circle"], "--caption needs a captioning model"),
+    (["--model", "scenes-captioner", "--caption", "a purple circle"], "unknown word"),
+    (["--model", "scenes-captioner", "--caption", "a red circle", "--target", "1"], "cannot be combined"),
+    (["--model", "scenes-classifier", "--question", "what colour is the circle ?"], "--question needs a question"),
+    (["--model", "scenes-detector", "--box", "1,2,3:circle"], "give X0,Y0,X1,Y1:LABEL"),
+    (["--model", "scenes-detector", "--box", "30,2,10,40:circle"], "x1 < x0"),
+    (["--model", "scenes-detector", "--box", "1,2,30,40:hexagon"], "unknown class name 'hexagon'"),
+    (["--model", "scenes-detector", "--box", "0,0,2,2:star"], "no detection matches"),
+    (["--model", "scenes-vqa", "--reference", "missing.png"], "--reference needs a model with an embedding"),
+])
+def test_options_that_do_not_fit_the_model_are_usage_errors(scene, tmp_path, capsys, arguments, message):
+    _, path = scene
+    assert main(["explain", str(path), *arguments, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
