@@ -15,9 +15,9 @@ __all__ = ["add_parser", "run"]
 def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.weights)
     crop = loaded.preprocessing.crop
-    images = torch.zeros(1, 3, crop, crop)
-    shapes = layer_output_shapes(loaded.model, images)
-    chosen = auto_layer(loaded.model, images)
+    inputs = loaded.inputs(torch.zeros(1, 3, crop, crop))
+    shapes = layer_output_shapes(loaded.model, inputs)
+    chosen = auto_layer(loaded.model, inputs)
     print(f"{loaded.name}: layers in the order they produce their outputs, on a {crop}×{crop} input")
     print(f"  recommended: {loaded.layer}   'auto' finds: {chosen}")
     for name, shape in shapes.items():

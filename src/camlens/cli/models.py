@@ -11,9 +11,10 @@ __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"{'name':22s} {'installed':10s} {'layer':14s} description")
+    print(f"{'name':22s} {'installed':10s} {'task':15s} {'layer':16s} description")
     for entry in ZOO.values():
-        print(f"{entry.name:22s} {'yes' if entry.installed else 'no':10s} {entry.layer:14s} {entry.description}")
+        print(f"{entry.name:22s} {'yes' if entry.installed else 'no':10s} {entry.task:15s} {entry.layer:16s} "
+              f"{entry.description}")
     print("also: torchvision:NAME and timm:NAME when torchvision / timm are installed (e.g. torchvision:resnet50)")
     return EXIT_OK
 

@@ -207,12 +207,13 @@ def caption_tokens(captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 def caption_prompt(caption: str, batch: int = 1) -> tuple[tuple[torch.Tensor], CaptionTarget]:
     """What explaining ``caption`` takes, for ``batch`` images: the captioner's token input
     (``<bos>`` and the caption) and a :class:`~camlens.targets.CaptionTarget` with one row per
-    word of the caption (not ``<eos>``): a map per word."""
-    inputs, targets = caption_tokens([caption] * batch)
+    word of the caption (not ``<eos>``): a map per word. An empty caption is scored whole (the
+    probability that the caption ends at once)."""
     words = len(VOCABULARY.encode(caption))
     if words > CAPTION_LENGTH - 1:
         raise ValueError(f"the caption has {words} words; the captioner reads at most {CAPTION_LENGTH - 1}")
-    return (inputs,), CaptionTarget(targets, words=range(words), pad=VOCABULARY.pad)
+    inputs, targets = caption_tokens([caption] * batch)
+    return (inputs,), CaptionTarget(targets, words=range(words) if words else None, pad=VOCABULARY.pad)
 
 
 def question_tokens(questions: list[str]) -> torch.Tensor:

@@ -60,6 +60,15 @@ class LoadedModel:
     caption: Callable[[str, int], tuple[tuple[torch.Tensor, ...], Target]] | None = field(default=None, repr=False)
     embedding: nn.Module | None = field(default=None, repr=False)
 
+    def inputs(self, images: torch.Tensor) -> object:
+        """What the model is called with for ``images`` when no text is given: the images, and for
+        models that read text an empty question or caption."""
+        if self.question is not None:
+            return (images, *self.question("", images.shape[0]))
+        if self.caption is not None:
+            return (images, *self.caption("", images.shape[0])[0])
+        return images
+
 
 @dataclass(frozen=True)
 class ZooEntry:
