@@ -65,6 +65,15 @@ def _needs(loaded: LoadedModel, option: str, ok: bool, model: str) -> None:
         raise UsageError(f"{option} needs a {model}; {loaded.name} is a {loaded.task} model")
 
 
+def _check_text(loaded: LoadedModel, option: str, reader: Callable | None, text: str, model: str) -> None:
+    """The model reads text, and this text: usage errors before any image is read."""
+    _needs(loaded, option, reader is not None, model)
+    try:
+        reader(text, 1)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from None
+
+
 def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.device) -> Query:
     """The query the options ask for, checked against what the model can do (usage errors say why)."""
     chosen = [name for name in ("caption", "box", "reference") if getattr(args, name)]
@@ -76,11 +85,7 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
     to_device = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
 
     if args.caption is not None:
-        _needs(loaded, "--caption", loaded.caption is not None, "captioning model (e.g. --model scenes-captioner)")
-        try:
-            loaded.caption(args.caption, 1)
-        except ValueError as error:
-            raise UsageError(f"--caption: {error}") from None
+        _check_text(loaded, "--caption", loaded.caption, args.caption, "captioning model (e.g. --model scenes-captioner)")
 
         def caption(images: torch.Tensor, originals: Sequence[Image.Image]) -> tuple[object, Target]:
             extra, target = loaded.caption(args.caption, images.shape[0])
@@ -90,11 +95,8 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
 
     target = class_target(args.target or ["top1"], loaded.class_names)
     if args.question is not None:
-        _needs(loaded, "--question", loaded.question is not None, "question-answering model (e.g. --model scenes-vqa)")
-        try:
-            loaded.question(args.question, 1)
-        except ValueError as error:
-            raise UsageError(f"--question: {error}") from None
+        _check_text(loaded, "--question", loaded.question, args.question,
+                    "question-answering model (e.g. --model scenes-vqa)")
         return Query(loaded.model, loaded.layer,
                      lambda images, _: ((images, *to_device(loaded.question(args.question, images.shape[0]))), target),
                      {"question": args.question, "target": args.target or ["top1"]})
