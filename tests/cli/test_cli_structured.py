@@ -59,9 +59,10 @@ def test_a_box_explains_its_detection_and_a_reference_the_match(scene, tmp_path)
     assert any(d["name"] == "circle" for d in record["detections"])
     out = tmp_path / "reference"
     assert main(["explain", str(path), "--model", "scenes-classifier", "--reference", str(path),
-                 "--methods", "gradcam", "--out", str(out)]) == 0
-    record = json.loads((out / "manifest.json").read_text())["images"][0]
-    assert record["classes"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # a photo matches itself
+                 "--layer", "backbone.layer3", "--methods", "gradcam", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["layer"] == "model.backbone.layer3"  # the embedding wraps the model
+    assert manifest["images"][0]["classes"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # a photo matches itself
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -73,7 +74,10 @@ def test_a_box_explains_its_detection_and_a_reference_the_match(scene, tmp_path)
     (["--model", "scenes-detector", "--box", "30,2,10,40:circle"], "x1 < x0"),
     (["--model", "scenes-detector", "--box", "1,2,30,40:hexagon"], "unknown class name 'hexagon'"),
     (["--model", "scenes-detector", "--box", "0,0,2,2:star"], "no detection matches"),
-    (["--model", "scenes-vqa", "--reference", "missing.png"], "--reference needs a model with an embedding"),
+    (["--model", "scenes-vqa"], "reads text as well as the image: give --question TEXT"),
+    (["--model", "scenes-vqa", "--question", "what colour is the circle ?", "--box", "1,2,3,4:red"],
+     "--question and --box cannot be combined"),
+    (["--model", "scenes-detector", "--reference", "missing.png"], "--reference needs a model with an embedding"),
 ])
 def test_options_that_do_not_fit_the_model_are_usage_errors(scene, tmp_path, capsys, arguments, message):
     _, path = scene

@@ -156,3 +156,40 @@ def test_caption_target_refusals():
         CaptionTarget([1, 2], words=[4])(torch.zeros(1, 2, 5))
     with pytest.raises(ValueError, match="integer ids"):
         CaptionTarget([0.5, 1.0])
+
+
+@pytest.mark.filterwarnings("ignore:camlens cannot evaluate the part")
+def test_an_image_without_reference_boxes_has_no_rows():
+    model, images = TinyDetector(), torch.rand(2, 3, 4, 4)
+    target = BoxTarget([[[0.0, 0.0, 10.0, 10.0]], []], labels=[[1], []])
+    explanation = camlens.explain(model, images, layer="relu", methods=("gradcam", "ablationcam"), target=target)
+    assert explanation.image_index.tolist() == [0] and explanation.targets.tolist() == [1]
+
+
+def test_a_pad_id_outside_the_vocabulary_is_never_read_and_padded_words_are_refused():
+    logits = torch.zeros(2, 3, 4)
+    scores = CaptionTarget([[1, 2, 9], [1, 9, 9]], pad=9)(logits).scores  # 9 is no token of the 4
+    torch.testing.assert_close(scores, torch.tensor([2 * math.log(1 / 4), math.log(1 / 4)]))
+    with pytest.raises(ValueError, match="word position 1 is padding"):
+        CaptionTarget([[1, 2, 9], [1, 9, 9]], words=[1], pad=9)(logits)
+
+
+class LegacyTarget(camlens.Target):
+    """A user's target written before rows had positions: rescore takes three arguments."""
+
+    def __call__(self, output):
+        image_index = torch.arange(output.shape[0])
+        return camlens.targets.TargetScores(output[:, 2], image_index, torch.full_like(image_index, 2))
+
+    def rescore(self, output, classes, image_index):
+        return output[:, 2]
+
+
+def test_a_target_without_positions_still_works_with_every_method():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    images = torch.rand(2, 3, 5, 5)
+    legacy = camlens.explain(model, images, layer="1", methods=("ablationcam", "scorecam", "liftcam"),
+                             target=LegacyTarget())
+    logits = camlens.explain(model, images, layer="1", methods=("ablationcam", "liftcam"), target=2)
+    for method in ("ablationcam", "liftcam"):
+        torch.testing.assert_close(legacy.weights[method], logits.weights[method])

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.methods)
     device = parse_device(args.device)
     query = build_query(args, loaded, device)
-    layer: LayerSpec = query.layer if args.layer == "auto" else args.layer
+    layer: LayerSpec = query.layer
     model = query.model.to(device)
 
     batch = load_images(args.images, loaded.preprocessing)

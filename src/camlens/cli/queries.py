@@ -23,7 +23,7 @@ __all__ = ["Query", "build_query", "predictions", "class_target", "row_probabili
 
 @dataclass(frozen=True)
 class Query:
-    """The module to explain, its layer, and for a chunk of images (B, C, H, W) with their
+    """The module to explain, its layer (``--layer``, or the model's recommended one), and for a chunk of images (B, C, H, W) with their
     original photos, the model's inputs and the target."""
 
     model: nn.Module
@@ -65,6 +65,11 @@ def _needs(loaded: LoadedModel, option: str, ok: bool, model: str) -> None:
         raise UsageError(f"{option} needs a {model}; {loaded.name} is a {loaded.task} model")
 
 
+def _layer(args: argparse.Namespace, recommended: str) -> str:
+    """``--layer``, or the model's recommended layer for ``auto``."""
+    return recommended if args.layer == "auto" else args.layer
+
+
 def _check_text(loaded: LoadedModel, option: str, reader: Callable | None, text: str, model: str) -> None:
     """The model reads text, and this text: usage errors before any image is read."""
     _needs(loaded, option, reader is not None, model)
@@ -76,12 +81,14 @@ def _check_text(loaded: LoadedModel, option: str, reader: Callable | None, text:
 
 def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.device) -> Query:
     """The query the options ask for, checked against what the model can do (usage errors say why)."""
-    chosen = [name for name in ("caption", "box", "reference") if getattr(args, name)]
-    if len(chosen) > 1 or (chosen and args.target):
+    chosen = [name for name in ("caption", "question", "box", "reference") if getattr(args, name) is not None]
+    whats = [name for name in chosen if name != "question"]  # --question may name its answers with --target
+    if len(chosen) > 1 or (whats and args.target):
         given = [f"--{name}" for name in chosen] + (["--target"] if args.target else [])
         raise UsageError(f"{' and '.join(given)} cannot be combined: each says what to explain")
-    if args.question is not None and args.caption is not None:
-        raise UsageError("--question and --caption cannot be combined")
+    if not chosen and (loaded.question is not None or loaded.caption is not None):
+        option = "--question" if loaded.question is not None else "--caption"
+        raise UsageError(f"{loaded.name} reads text as well as the image: give {option} TEXT")
     to_device = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
 
     if args.caption is not None:
@@ -91,13 +98,13 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
             extra, target = loaded.caption(args.caption, images.shape[0])
             return (images, *to_device(extra)), target
 
-        return Query(loaded.model, loaded.layer, caption, {"caption": args.caption})
+        return Query(loaded.model, _layer(args, loaded.layer), caption, {"caption": args.caption})
 
     target = class_target(args.target or ["top1"], loaded.class_names)
     if args.question is not None:
         _check_text(loaded, "--question", loaded.question, args.question,
                     "question-answering model (e.g. --model scenes-vqa)")
-        return Query(loaded.model, loaded.layer,
+        return Query(loaded.model, _layer(args, loaded.layer),
                      lambda images, _: ((images, *to_device(loaded.question(args.question, images.shape[0]))), target),
                      {"question": args.question, "target": args.target or ["top1"]})
 
@@ -115,7 +122,7 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
                 per_image.append(inside)
             return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(originals))
 
-        return Query(loaded.model, loaded.layer, boxes, {"boxes": list(args.box)})
+        return Query(loaded.model, _layer(args, loaded.layer), boxes, {"boxes": list(args.box)})
 
     if args.reference is not None:
         _needs(loaded, "--reference", loaded.embedding is not None, "model with an embedding")
@@ -126,11 +133,14 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
         embedding = loaded.embedding.to(device)
         with torch.no_grad():
             reference = embedding(loaded.preprocessing(photo)[None].to(device))[0]
-        layer = "auto" if loaded.layer == "auto" else f"model.{loaded.layer}"
+        # the embedding wraps the model: its layers are the model's under "model."
+        layer = _layer(args, loaded.layer)
+        layer = layer if layer == "auto" or layer.startswith("model.") else f"model.{layer}"
         return Query(embedding, layer, lambda images, _: (images, SimilarityTarget(reference)),
                      {"reference": str(args.reference)})
 
-    return Query(loaded.model, loaded.layer, lambda images, _: (images, target), {"target": args.target or ["top1"]})
+    return Query(loaded.model, _layer(args, loaded.layer), lambda images, _: (images, target),
+                 {"target": args.target or ["top1"]})
 
 
 def predictions(loaded: LoadedModel, outputs: object, image: int) -> tuple[list[dict], torch.Tensor | None]:

@@ -135,7 +135,7 @@ class AfterLayer:
         except Exception as error:  # any failure of the fast path must leave the slow, exact one
             self._fall_back(error)
             return
-        self._pending = (activations.detach(), output)
+        self._pending = (activations.detach(), detach_output(output))
         if not verify_on_first_use:
             self._ensure_verified()
 

@@ -39,9 +39,11 @@ class Evidence:
     def after(self) -> AfterLayer:
         return self.build_after()
 
-    def _rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Class, image and position of rows ``rows``, as :meth:`Target.rescore` takes them."""
-        return self.classes[rows], self.image_index[rows], None if self.positions is None else self.positions[rows]
+    def _rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Class, image (and position, where rows have one) of rows ``rows``, as
+        :meth:`Target.rescore` takes them: a target written before positions existed still works."""
+        keys = (self.classes[rows], self.image_index[rows])
+        return keys if self.positions is None else (*keys, self.positions[rows])
 
     def values(self, activations: torch.Tensor, rows: torch.Tensor, real: int = 0) -> torch.Tensor:
         """The target's score when the layer outputs ``activations`` (M, K, h, w) for rows ``rows``

@@ -155,8 +155,10 @@ def decode_detections(heatmap: torch.Tensor, sizes: torch.Tensor, threshold: flo
     """Dense centre heatmaps (B, classes, h, w) in [0, 1] and box sizes (B, 2, h, w) → one
     ``dict(boxes, labels, scores)`` per image: the local maxima (3×3) above ``threshold``, at most
     ``most``, best first; a box is its cell's centre ± half the predicted size (in input pixels).
-    The scores are the heatmap's values, so gradients flow back to the detector."""
-    stride = SIZE / heatmap.shape[-1]
+    The scores are the heatmap's values, so gradients flow back to the detector. The backbone
+    reduces the input 4×, and sizes are fractions of the input's side."""
+    stride = 4
+    side = heatmap.shape[-1] * stride
     peaks = (heatmap == F.max_pool2d(heatmap, 3, 1, 1)) & (heatmap >= threshold)
     results = []
     for image in range(heatmap.shape[0]):
@@ -164,7 +166,7 @@ def decode_detections(heatmap: torch.Tensor, sizes: torch.Tensor, threshold: flo
         scores = heatmap[image, labels, ys, xs]
         order = scores.detach().argsort(descending=True)[:most]
         labels, ys, xs, scores = labels[order], ys[order], xs[order], scores[order]
-        half = sizes[image, :, ys, xs].detach().t() * SIZE / 2
+        half = sizes[image, :, ys, xs].detach().t() * side / 2
         centres = torch.stack([(xs + 0.5) * stride, (ys + 0.5) * stride], dim=1).to(heatmap.dtype)
         results.append({"boxes": torch.cat([centres - half, centres + half], dim=1), "labels": labels, "scores": scores})
     return results

@@ -55,4 +55,6 @@ class Target:
                    positions: torch.Tensor | None = None) -> torch.Tensor:
         """What Score-CAM reads on a masked input: by default the target's own score; class
         targets override it with the class probability (Score-CAM's official choice)."""
+        if positions is None:  # a subclass's rescore may predate positions
+            return self.rescore(output, classes, image_index)
         return self.rescore(output, classes, image_index, positions)

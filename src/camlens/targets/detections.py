@@ -80,7 +80,7 @@ class BoxTarget(Target):
             labels = [torch.as_tensor(self.labels).long().view(-1)] * (batch or 1)
         else:
             boxes = [torch.as_tensor(b, dtype=torch.float32) for b in _items(self.boxes, batch, "boxes")]
-            boxes = [b[None] if b.dim() == 1 else b for b in boxes]
+            boxes = [b.reshape(0, 4) if b.numel() == 0 else b[None] if b.dim() == 1 else b for b in boxes]
             labels = [torch.as_tensor(lab).long().view(-1) for lab in _items(self.labels, batch, "labels")]
         for image, (b, lab) in enumerate(zip(boxes, labels)):
             if b.dim() != 2 or b.shape[-1] != 4:

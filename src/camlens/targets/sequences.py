@@ -86,12 +86,19 @@ class CaptionTarget(Target):
         for word in self.words or ():
             if not 0 <= word < steps:
                 raise ValueError(f"word position {word} is out of range: the caption has {steps} positions")
+            if self.pad is not None and (tokens[..., word] == self.pad).any():
+                raise ValueError(f"word position {word} is padding in a caption: a padded position is not scored")
         return tokens.expand(batch, steps)
+
+    def _gather(self, scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Each position's score of its token (B, T); padded positions read token 0 (and are masked)."""
+        readable = torch.where(tokens != self.pad, tokens, 0) if self.pad is not None else tokens
+        return scores.gather(2, readable[..., None])[..., 0]
 
     def __call__(self, output: torch.Tensor) -> TargetScores:
         tokens = self._tokens(output)
         batch = output.shape[0]
-        per_token = _token_scores(output, self.score).gather(2, tokens.clamp_min(0)[..., None])[..., 0]
+        per_token = self._gather(_token_scores(output, self.score), tokens)
         images = torch.arange(batch, device=output.device)
         if self.words is None:
             if self.pad is not None:
@@ -110,7 +117,7 @@ class CaptionTarget(Target):
             return scores[rows, positions, classes]
         tokens = self.tokens.to(output.device)
         tokens = tokens[image_index] if tokens.dim() == 2 else tokens.expand(output.shape[0], -1)
-        per_token = scores.gather(2, tokens.clamp_min(0)[..., None])[..., 0]
+        per_token = self._gather(scores, tokens)
         if self.pad is not None:
             per_token = per_token * (tokens != self.pad)
         return per_token.sum(dim=1)
