@@ -15,7 +15,7 @@ from camlens.models.scenes import load_scene_model
 BOUNDS = {
     "classifier": {"gradcam": 0.80, "layercam": 0.80, "liftcam": 0.80},
     "captioner": {"layercam": 0.75, "hirescam": 0.70, "liftcam": 0.65},
-    "vqa": {"layercam": 0.85, "hirescam": 0.85, "liftcam": 0.85},
+    "vqa": {"gradcam": 0.75, "layercam": 0.9, "hirescam": 0.9, "liftcam": 0.85},
     "detector": {"gradcam": 0.95, "layercam": 0.95, "hirescam": 0.95},
 }
 
