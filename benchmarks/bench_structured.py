@@ -12,7 +12,7 @@ their last convolutional layer (``backbone.layer4``):
 Pointing game: the map's maximum on the object's pixels, within 15 px × 64/224 ≈ 4.3 px. Energy:
 the share of the map inside the object's box. Targets for Grad-CAM: ≥ 90% hits for classes,
 answers and boxes, ≥ 85% for caption words. The models' held-out accuracies come first; models
-are trained on first use (under a minute each) and cached (see ``camlens.models.scenes``).
+are trained on first use (under a minute each) and cached (see ``camlens.models.scene_training``).
 
     python benchmarks/bench_structured.py [--scenes 200]
 """
@@ -28,7 +28,8 @@ import torch
 
 from camlens.data.scenes import scenes
 from camlens.evaluate.scenes import point_at_objects
-from camlens.models.scenes import SCENE_TASKS, accuracy, load_scene_model
+from camlens.models.scene_training import accuracy, load_scene_model
+from camlens.models.scenes import SCENE_TASKS
 
 METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "liftcam", "ablationcam", "scorecam")
 COLUMNS = {"classifier": "classes", "captioner": "caption words", "vqa": "VQA answers", "detector": "boxes"}

@@ -9,7 +9,7 @@ import pytest
 
 from camlens.data.scenes import scenes
 from camlens.evaluate.scenes import point_at_objects, scene_queries
-from camlens.models.scenes import load_scene_model
+from camlens.models import load_scene_model
 
 # (method, least pointing-game hit rate) per task; measured on 200 scenes: see the module docstring
 BOUNDS = {

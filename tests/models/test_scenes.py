@@ -7,7 +7,7 @@ import torch
 
 import camlens
 from camlens.data.scenes import scenes
-from camlens.models.scenes import Recipe, accuracy, cache_folder, load_scene_model, train
+from camlens.models.scene_training import Recipe, accuracy, cache_folder, load_scene_model, train
 
 # held-out accuracy each model must keep (the goals: classification 95%, answers 90%,
 # caption words 90%); measured on scenes none of them was trained on
@@ -38,7 +38,7 @@ def test_the_cache_is_read_not_retrained(monkeypatch):
     load_scene_model("detector", progress=False)  # cached by now
     cached = list((cache_folder() / "scenes").glob("detector-*.pt"))
     assert cached
-    monkeypatch.setattr("camlens.models.scenes.train", lambda *a, **k: pytest.fail("retrained a cached model"))
+    monkeypatch.setattr("camlens.models.scene_training.train", lambda *a, **k: pytest.fail("retrained a cached model"))
     load_scene_model("detector", progress=False)
 
 

@@ -11,7 +11,7 @@ Weights are read with ``torch.load(..., weights_only=True)``.
 from .efficientnet import EfficientNetLite, efficientnet_lite
 from .embedding import Embedding
 from .mobilenet import MobileNetV2, mobilenet_v2
-from .scenes import load_scene_model
+from .scene_training import load_scene_model
 from .zoo import ZOO, LoadedModel, ZooEntry, available, load, wrap
 
 __all__ = [

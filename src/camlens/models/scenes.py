@@ -10,20 +10,11 @@ question-answering model attend over the feature map (as most of today's models 
 the pooled image vector of the Grad-CAM paper's models, which could not learn these tasks in a
 minute here), and the detector's class heatmaps are one linear map of the features per position.
 
-Each trains deterministically from its seed in under a minute on two CPU cores, and is cached in
-the user's cache folder (``$CAMLENS_CACHE``, else ``$XDG_CACHE_HOME/camlens``, else
-``~/.cache/camlens``): :func:`load_scene_model` reads the cache and trains only when it is absent
-or was made by another version of the recipe.
+Training, caching and held-out accuracy are :mod:`camlens.models.scene_training`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -31,13 +22,13 @@ import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY, Scene, scene_tensors, scenes
+from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from ..targets import CaptionTarget
 
 __all__ = [
     "Backbone", "SceneClassifier", "SceneCaptioner", "SceneVQA", "SceneDetector", "SCENE_TASKS", "CAPTION_LENGTH",
-    "QUESTION_LENGTH", "caption_tokens", "question_tokens", "load_scene_model", "cache_folder", "decode_detections",
-    "accuracy", "detection_hits", "Recipe", "train", "caption_prompt", "load_scene_weights", "LAYER",
+    "QUESTION_LENGTH", "LAYER", "caption_tokens", "caption_prompt", "question_tokens", "decode_detections",
+    "load_scene_weights",
 ]
 
 SIZE = 64
@@ -238,177 +229,9 @@ def question_tokens(questions: list[str]) -> torch.Tensor:
     return tokens
 
 
-def detection_hits(detections: dict[str, torch.Tensor], scene: Scene, iou: float = 0.5) -> tuple[int, int]:
-    """How many of the scene's objects a detection of the right shape finds with IoU ≥ ``iou``,
-    and how many detections find no object: (hits, false detections)."""
-    from ..targets.detections import pairwise_iou
-
-    truth = torch.tensor([o.box for o in scene.objects], dtype=torch.float32)
-    labels = torch.tensor([SHAPES.index(o.shape) for o in scene.objects])
-    overlap = pairwise_iou(detections["boxes"].detach().float(), truth)
-    matches = (overlap >= iou) & (detections["labels"][:, None] == labels[None, :])
-    return int(matches.any(dim=0).sum()), int((~matches.any(dim=1)).sum())
-
-
-@torch.no_grad()
-def accuracy(task: str, model: nn.Module, held_out: list[Scene]) -> dict[str, float]:
-    """Held-out accuracy of a scene model. Classifier: ``exact`` (every label right, logit > 0)
-    and ``per_label``; captioner: ``words`` (teacher-forced next word, <eos> included); question
-    answering: ``answers`` (every question of every scene); detector: ``recall`` (objects found
-    with IoU ≥ 0.5 and the right shape) and ``precision``."""
-    images = scene_tensors(held_out)
-    if task == "classifier":
-        predicted = model(images) > 0
-        truth = torch.stack([s.labels for s in held_out]).bool()
-        return {"exact": float((predicted == truth).all(dim=1).float().mean()),
-                "per_label": float((predicted == truth).float().mean())}
-    if task == "captioner":
-        inputs, targets = caption_tokens([s.caption for s in held_out])
-        right = (model(images, inputs).argmax(dim=2) == targets)[targets != VOCABULARY.pad]
-        return {"words": float(right.float().mean())}
-    if task == "vqa":
-        asked = [(row, q) for row, s in enumerate(held_out) for q in s.questions]
-        rows = torch.tensor([row for row, _ in asked])
-        predicted = model(images[rows], question_tokens([q.text for _, q in asked])).argmax(dim=1)
-        return {"answers": float((predicted == torch.tensor([q.answer_index for _, q in asked])).float().mean())}
-    found = model(images)
-    hits, false = map(sum, zip(*(detection_hits(d, s) for d, s in zip(found, held_out))))
-    objects, detections = sum(len(s.objects) for s in held_out), sum(len(d["boxes"]) for d in found)
-    return {"recall": hits / objects, "precision": 1 - false / max(detections, 1)}
-
-
-# --- training -------------------------------------------------------------------------------
-
-
-def _centre_targets(batch: list[Scene], cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CenterNet's training targets: Gaussian heatmaps (B, classes, cells, cells), sizes (B, 2,
-    cells, cells) and the mask of centre cells (B, cells, cells)."""
-    heat = torch.zeros(len(batch), len(SHAPES), cells, cells)
-    sizes = torch.zeros(len(batch), 2, cells, cells)
-    centres = torch.zeros(len(batch), cells, cells, dtype=torch.bool)
-    grid = (torch.arange(cells) + 0.5) * SIZE / cells
-    for row, scene in enumerate(batch):
-        for o in scene.objects:
-            (cx, cy), (x0, y0, x1, y1) = o.centre, o.box
-            sigma = max(x1 - x0, y1 - y0) / 6
-            bump = torch.exp(-((grid[None, :] - cx) ** 2 + (grid[:, None] - cy) ** 2) / (2 * sigma ** 2))
-            channel = SHAPES.index(o.shape)
-            heat[row, channel] = torch.maximum(heat[row, channel], bump)
-            i, j = min(int(cy * cells / SIZE), cells - 1), min(int(cx * cells / SIZE), cells - 1)
-            heat[row, channel, i, j] = 1.0
-            sizes[row, :, i, j] = torch.tensor([x1 - x0, y1 - y0]) / SIZE
-            centres[row, i, j] = True
-    return heat, sizes, centres
-
-
-def _focal_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss on heatmap logits."""
-    probability = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
-    positive = heat == 1
-    loss_pos = -((1 - probability) ** 2 * probability.log())[positive].sum()
-    loss_neg = -((1 - heat) ** 4 * probability ** 2 * (1 - probability).log())[~positive].sum()
-    return (loss_pos + loss_neg) / positive.sum().clamp_min(1)
-
-
-def _batches(task: str, batch: list[Scene]) -> tuple[Callable[[nn.Module], object], Callable]:
-    """For a batch of scenes: how the model is run on them, and the loss of what it returns."""
-    images = scene_tensors(batch)
-    if task == "classifier":
-        labels = torch.stack([s.labels for s in batch])
-        return lambda model: model(images), lambda out: F.binary_cross_entropy_with_logits(out, labels)
-    if task == "captioner":
-        inputs, targets = caption_tokens([s.caption for s in batch])
-        return (lambda model: model(images, inputs),
-                lambda out: F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=VOCABULARY.pad))
-    if task == "vqa":  # every question of every scene, the backbone run once per scene
-        asked = [(row, q) for row, s in enumerate(batch) for q in s.questions]
-        rows = torch.tensor([row for row, _ in asked])
-        questions = question_tokens([q.text for _, q in asked])
-        answers = torch.tensor([q.answer_index for _, q in asked])
-        return (lambda model: model.answer_from(*(f[rows] for f in model.backbone.both(images)), questions),
-                lambda out: F.cross_entropy(out, answers))
-    heat, sizes, centres = _centre_targets(batch, SIZE // 4)
-
-    def detection_loss(out: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        logits, predicted = out
-        size_loss = (predicted - sizes).abs().sum(dim=1)[centres].mean()
-        return _focal_loss(logits, heat) + 5 * size_loss
-
-    return lambda model: model.dense(images), detection_loss
-
-
-# steps, batch size (scenes) and recipe version of each task, sized to train in under a minute on
-# 2 CPU cores; bump a version when that task's architecture, data or training change
-_SCHEDULE = {"classifier": (900, 32, 1), "captioner": (500, 32, 3), "vqa": (500, 32, 5), "detector": (750, 32, 2)}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a scene model is trained; its hash names the cached weights."""
-
-    task: str
-    seed: int = 0
-    scenes: int = 6000
-    batch: int | None = None   # default: the task's (see _SCHEDULE)
-    steps: int | None = None   # default: the task's
-    learning_rate: float = 5e-3
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps or _SCHEDULE[self.task][0]
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch or _SCHEDULE[self.task][1]
-
-    def key(self) -> str:
-        settings = asdict(self) | {"steps": self.total_steps, "batch": self.batch_size,
-                                   "version": _SCHEDULE[self.task][2]}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@cache
-def _training_scenes(count: int, seed: int) -> list[Scene]:
-    return scenes(count, seed=seed)
-
-
 SCENE_TASKS: dict[str, type[nn.Module]] = {
     "classifier": SceneClassifier, "captioner": SceneCaptioner, "vqa": SceneVQA, "detector": SceneDetector,
 }
-
-
-def train(recipe: Recipe, progress: bool = True) -> nn.Module:
-    """Train a scene model from scratch, deterministically from ``recipe.seed``: Adam with a
-    one-cycle learning-rate schedule, a fixed number of steps on batches drawn from a fixed set
-    of scenes (the same seed gives the same batches, in the same order)."""
-    from tqdm import tqdm
-
-    torch.manual_seed(recipe.seed)
-    model = SCENE_TASKS[recipe.task]()
-    data = _training_scenes(recipe.scenes, 10_000 + recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)  # which scenes make each batch
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.learning_rate, total_steps=recipe.total_steps)
-    model.train()
-    with tqdm(total=recipe.total_steps, desc=f"training the scene {recipe.task}", unit="step", disable=not progress) as bar:
-        for _ in range(recipe.total_steps):
-            picks = torch.randint(len(data), (recipe.batch_size,), generator=generator).tolist()
-            run, loss_of = _batches(recipe.task, [data[i] for i in picks])
-            loss = loss_of(run(model))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model.eval()
-
-
-def cache_folder() -> Path:
-    """Where trained scene models are kept: ``$CAMLENS_CACHE``, ``$XDG_CACHE_HOME/camlens`` or ``~/.cache/camlens``."""
-    if "CAMLENS_CACHE" in os.environ:
-        return Path(os.environ["CAMLENS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "camlens"
 
 
 def load_scene_weights(task: str, path: str | Path) -> nn.Module:
@@ -420,20 +243,3 @@ def load_scene_weights(task: str, path: str | Path) -> nn.Module:
     model = SCENE_TASKS[task]()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
-
-
-def load_scene_model(task: str, seed: int = 0, progress: bool = True) -> nn.Module:
-    """The trained scene model for ``task`` (one of :data:`SCENE_TASKS`), from the cache, or
-    trained now (under a minute) and cached."""
-    if task not in SCENE_TASKS:
-        raise ValueError(f"unknown scene task {task!r}; choose from {', '.join(SCENE_TASKS)}")
-    recipe = Recipe(task, seed=seed)
-    path = cache_folder() / "scenes" / f"{task}-{recipe.key()}.pt"
-    if path.is_file():
-        return load_scene_weights(task, path)
-    model = train(recipe, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)  # atomic: a reader never sees half a file
-    return model

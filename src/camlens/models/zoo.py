@@ -26,8 +26,9 @@ from ..targets import Target
 from .efficientnet import efficientnet_lite
 from .embedding import Embedding
 from .mobilenet import mobilenet_v2
+from .scene_training import load_scene_model
 from .scenes import LAYER as SCENE_LAYER
-from .scenes import caption_prompt, load_scene_model, load_scene_weights, question_tokens
+from .scenes import caption_prompt, load_scene_weights, question_tokens
 
 __all__ = ["LoadedModel", "ZooEntry", "ZOO", "load", "wrap", "available"]
 
