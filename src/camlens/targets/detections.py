@@ -53,15 +53,10 @@ class BoxTarget(Target):
         if missing not in ("error", "zero"):
             raise ValueError(f"missing must be 'error' or 'zero', not {missing!r}")
         self.boxes, self.labels, self.iou, self.missing = boxes, labels, iou, missing
-        self._reference(None)  # checked now, where a mistake was made
-
-    def _shared(self) -> bool:
-        if isinstance(self.boxes, torch.Tensor):
-            return self.boxes.dim() in (1, 2)
-        try:
-            return torch.as_tensor(self.boxes, dtype=torch.float64).dim() in (1, 2)
-        except (ValueError, TypeError):
-            return False
+        # parsed and checked once, here, where a mistake was made: one entry for every image when
+        # the boxes are shared, else one per image
+        self._shared = _is_shared(boxes)
+        self._boxes, self._labels = self._parse()
 
     @staticmethod
     def _check_box(box: Sequence[float], index: int) -> None:
@@ -71,17 +66,18 @@ class BoxTarget(Target):
         if x1 < x0 or y1 < y0:
             raise ValueError(f"reference box {index} {tuple(box)} has x1 < x0 or y1 < y0; boxes are x0, y0, x1, y1")
 
-    def _reference(self, batch: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Each image's reference boxes (R_b, 4) and labels (R_b,); ``batch=None`` takes the
-        per-image lists as they are (rows of a perturbation, whose images are already known)."""
-        if self._shared():
+    def _parse(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The reference boxes (R_b, 4) and labels (R_b,): one pair shared by every image, or one per image."""
+        if self._shared:
             shared = torch.as_tensor(self.boxes, dtype=torch.float32)
-            boxes = [shared[None] if shared.dim() == 1 else shared] * (batch or 1)
-            labels = [torch.as_tensor(self.labels).long().view(-1)] * (batch or 1)
+            boxes = [shared[None] if shared.dim() == 1 else shared]
+            labels = [torch.as_tensor(self.labels).long().view(-1)]
         else:
-            boxes = [torch.as_tensor(b, dtype=torch.float32) for b in _items(self.boxes, batch, "boxes")]
+            boxes = [torch.as_tensor(b, dtype=torch.float32) for b in self.boxes]
             boxes = [b.reshape(0, 4) if b.numel() == 0 else b[None] if b.dim() == 1 else b for b in boxes]
-            labels = [torch.as_tensor(lab).long().view(-1) for lab in _items(self.labels, batch, "labels")]
+            labels = [torch.as_tensor(lab).long().view(-1) for lab in self.labels]
+            if len(labels) != len(boxes):
+                raise ValueError(f"got reference boxes for {len(boxes)} images but labels for {len(labels)}")
         for image, (b, lab) in enumerate(zip(boxes, labels)):
             if b.dim() != 2 or b.shape[-1] != 4:
                 raise ValueError(f"reference boxes must have shape (R, 4); image {image} has {tuple(b.shape)}")
@@ -90,6 +86,11 @@ class BoxTarget(Target):
             for index, box in enumerate(b.tolist()):
                 self._check_box(box, index)
         return boxes, labels
+
+    def _reference(self, image: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image ``image``'s reference boxes and labels."""
+        which = 0 if self._shared else image
+        return self._boxes[which], self._labels[which]
 
     @staticmethod
     def _detections(output: object, batch: int | None = None) -> list[Mapping[str, torch.Tensor]]:
@@ -118,10 +119,12 @@ class BoxTarget(Target):
 
     def __call__(self, output: object) -> TargetScores:
         detections = self._detections(output)
-        boxes, labels = self._reference(len(detections))
+        if not self._shared and len(self._boxes) != len(detections):
+            raise ValueError(f"got boxes for {len(self._boxes)} images, but the batch has {len(detections)}")
         scores, image_index, classes, positions = [], [], [], []
         for image, found in enumerate(detections):
-            for index, (box, label) in enumerate(zip(boxes[image], labels[image].tolist())):
+            boxes, labels = self._reference(image)
+            for index, (box, label) in enumerate(zip(boxes, labels.tolist())):
                 match = self._match(found, box, label)
                 if match is None:
                     description = f"reference box {index} {tuple(round(v, 1) for v in box.tolist())} (label {label}) of image {image}"
@@ -145,16 +148,18 @@ class BoxTarget(Target):
     def rescore(self, output: object, classes: torch.Tensor, image_index: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         detections = self._detections(output, image_index.numel())
-        boxes, _ = self._reference(None)
         values = []
         for found, image, index, label in zip(detections, image_index.tolist(), positions.tolist(), classes.tolist()):
-            match = self._match(found, boxes[0 if self._shared() else image][index], label)
+            match = self._match(found, self._reference(image)[0][index], label)
             values.append(found["scores"][match] if match is not None else found["scores"].sum() * 0)
         return torch.stack(values)
 
 
-def _items(value: object, batch: int | None, what: str) -> list:
-    items = list(value)  # type: ignore[arg-type]
-    if batch is not None and len(items) != batch:
-        raise ValueError(f"got {what} for {len(items)} images, but the batch has {batch}")
-    return items
+def _is_shared(boxes: object) -> bool:
+    """Whether ``boxes`` is one (R, 4) set (or one box) for every image, rather than one set per image."""
+    if isinstance(boxes, torch.Tensor):
+        return boxes.dim() in (1, 2)
+    try:
+        return torch.as_tensor(boxes, dtype=torch.float64).dim() in (1, 2)
+    except (ValueError, TypeError):  # ragged: one list of boxes per image
+        return False
