@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .outputs import describe
+
 __all__ = ["Inputs", "ModelInputs", "as_inputs"]
 
 ImageKey = int | str
@@ -34,14 +36,8 @@ class Inputs:
         self.kwargs = kwargs
 
     def __repr__(self) -> str:
-        parts = [_describe(a) for a in self.args] + [f"{k}={_describe(v)}" for k, v in self.kwargs.items()]
+        parts = [describe(a) for a in self.args] + [f"{k}={describe(v)}" for k, v in self.kwargs.items()]
         return f"Inputs({', '.join(parts)})"
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"tensor{tuple(value.shape)}"
-    return type(value).__name__
 
 
 @dataclass(frozen=True)

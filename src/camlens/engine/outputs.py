@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-__all__ = ["OutputSelector", "select_output", "take_rows", "concat_outputs", "detach_output", "output_difference",
+__all__ = ["OutputSelector", "describe", "select_output", "take_rows", "concat_outputs", "detach_output", "output_difference",
            "batch_size_of"]
 
 OutputSelector = int | str | Callable[[object], torch.Tensor] | None
@@ -20,13 +20,14 @@ OutputSelector = int | str | Callable[[object], torch.Tensor] | None
 _CONVENTIONAL_KEYS = ("logits", "out")
 
 
-def _describe(output: object) -> str:
+def describe(output: object) -> str:
+    """A value's structure for messages: tensors by shape, containers by their contents."""
     if isinstance(output, torch.Tensor):
         return f"tensor{tuple(output.shape)}"
     if isinstance(output, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in output.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in output.items()) + "}"
     if isinstance(output, (tuple, list)):
-        return "(" + ", ".join(_describe(v) for v in output) + ")"
+        return "(" + ", ".join(describe(v) for v in output) + ")"
     return type(output).__name__
 
 
@@ -51,7 +52,7 @@ def select_output(output: object, selector: OutputSelector = None, *, structured
             else:
                 selected = output[selector]  # type: ignore[index]
         except (KeyError, IndexError, AttributeError, TypeError) as error:
-            raise ValueError(f"output={selector!r} does not select anything from the model's output {_describe(output)}") from error
+            raise ValueError(f"output={selector!r} does not select anything from the model's output {describe(output)}") from error
     elif isinstance(output, torch.Tensor):
         selected = output
     else:
@@ -65,7 +66,7 @@ def select_output(output: object, selector: OutputSelector = None, *, structured
                 break
         if selected is None:
             raise TypeError(
-                f"the model returned {_describe(output)}, not a tensor; pass output=<index, key or callable> "
+                f"the model returned {describe(output)}, not a tensor; pass output=<index, key or callable> "
                 "to say which part to explain (e.g. output=0 for the first element of a tuple)"
             )
     if not isinstance(selected, torch.Tensor) and not structured:
