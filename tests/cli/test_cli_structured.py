@@ -88,6 +88,6 @@ def test_options_that_do_not_fit_the_model_are_usage_errors(scene, tmp_path, cap
 def test_layers_and_models_commands_know_the_scene_models(capsys):
     assert main(["layers", "scenes-vqa"]) == 0  # a model of two inputs: run with an empty question
     out = capsys.readouterr().out
-    assert "recommended: backbone.layer4" in out and "backbone.layer4.0" in out and "(1, 64, 16, 16)" in out
+    assert "recommended: backbone.layer4" in out and "backbone.layer4.0" in out and "(1, 64, 32, 32)" in out
     assert main(["models"]) == 0
     assert any(line.split()[:3] == ["scenes-captioner", "yes", "captioning"] for line in capsys.readouterr().out.splitlines())

@@ -34,6 +34,28 @@ def test_training_is_deterministic():
     assert not torch.equal(first.fc.weight, other.fc.weight)
 
 
+def test_the_captioner_and_vqa_read_the_classifier_s_frozen_backbone():
+    classifier = load_scene_model("classifier", progress=False).backbone.state_dict()
+    for task in ("captioner", "vqa"):
+        backbone = load_scene_model(task, progress=False).backbone.state_dict()
+        assert all(torch.equal(classifier[name], value) for name, value in backbone.items()), task
+    detector = load_scene_model("detector", progress=False).backbone.state_dict()
+    assert not torch.equal(classifier["layer4.0.weight"], detector["layer4.0.weight"])  # trained whole
+
+
+def test_a_new_classifier_recipe_retrains_what_builds_on_it(monkeypatch):
+    from camlens.models import scene_training
+
+    assert Recipe("captioner", seed=1).pretrained == Recipe("classifier", seed=1)
+    before = Recipe("captioner").key(), Recipe("vqa").key(), Recipe("detector").key()
+    steps, batch, rate, version = scene_training._SCHEDULE["classifier"]
+    monkeypatch.setitem(scene_training._SCHEDULE, "classifier", (steps, batch, rate, version + 1))
+    after = Recipe("captioner").key(), Recipe("vqa").key(), Recipe("detector").key()
+    assert before[0] != after[0] and before[1] != after[1] and before[2] == after[2]
+    assert Recipe("detector").pretrained is None and Recipe("classifier").pretrained is None
+    assert Recipe("classifier", learning_rate=0.02).key() != Recipe("classifier").key()
+
+
 def test_the_cache_is_read_not_retrained(monkeypatch):
     load_scene_model("detector", progress=False)  # cached by now
     cached = list((cache_folder() / "scenes").glob("detector-*.pt"))

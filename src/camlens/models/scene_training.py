@@ -1,5 +1,12 @@
 """Training the scene models of :mod:`camlens.models.scenes`, keeping them, and measuring them.
 
+The classifier is trained first, whole; the captioner and the question-answering model then
+train their heads on its backbone, frozen, as the Grad-CAM paper's captioning and
+question-answering models build on a CNN trained for classification (the detector, whose heatmap
+head is one linear map per position, trains whole: on frozen features it found 14% of objects).
+Measured on held-out scenes, with the same head, the captioner's LayerCAM word maps point at
+their object 0.98 of the time on the frozen backbone, 0.79 on one trained end to end.
+
 Each trains deterministically from its seed in under a minute on two CPU cores, and is cached in
 the user's cache folder (``$CAMLENS_CACHE``, else ``$XDG_CACHE_HOME/camlens``, else
 ``~/.cache/camlens``): :func:`load_scene_model` reads the cache and trains only when it is absent
@@ -21,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.scenes import SHAPES, VOCABULARY, Scene, scene_tensors, scenes
-from .scenes import SCENE_TASKS, SIZE, caption_tokens, load_scene_weights, question_tokens
+from .scenes import SCENE_TASKS, SIZE, STRIDE, caption_tokens, load_scene_weights, question_tokens
 
 __all__ = ["Recipe", "train", "accuracy", "detection_hits", "cache_folder", "load_scene_model"]
 
@@ -95,6 +102,13 @@ def _focal_loss(logits: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
     return (loss_pos + loss_neg) / positive.sum().clamp_min(1)
 
 
+# Label smoothing keeps the captioner's and the question-answering model's softmax from saturating.
+# The gradient of a saturated log-probability, sum over v != w of p_v (grad s_w - grad s_v), is
+# ruled by competitors of near-zero probability, and Grad-CAM's maps wander with them: measured,
+# caption-word pointing rose from 0.80 to 0.92 with it, answer pointing from 0.90 to 0.96.
+_SMOOTHING = 0.1
+
+
 def _batches(task: str, batch: list[Scene]) -> tuple[Callable[[nn.Module], object], Callable]:
     """For a batch of scenes: how the model is run on them, and the loss of what it returns."""
     images = scene_tensors(batch)
@@ -104,15 +118,16 @@ def _batches(task: str, batch: list[Scene]) -> tuple[Callable[[nn.Module], objec
     if task == "captioner":
         inputs, targets = caption_tokens([s.caption for s in batch])
         return (lambda model: model(images, inputs),
-                lambda out: F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=VOCABULARY.pad))
+                lambda out: F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=VOCABULARY.pad,
+                                           label_smoothing=_SMOOTHING))
     if task == "vqa":  # every question of every scene, the backbone run once per scene
         asked = [(row, q) for row, s in enumerate(batch) for q in s.questions]
         rows = torch.tensor([row for row, _ in asked])
         questions = question_tokens([q.text for _, q in asked])
         answers = torch.tensor([q.answer_index for _, q in asked])
         return (lambda model: model.answer_from(*(f[rows] for f in model.backbone.both(images)), questions),
-                lambda out: F.cross_entropy(out, answers))
-    heat, sizes, centres = _centre_targets(batch, SIZE // 4)
+                lambda out: F.cross_entropy(out, answers, label_smoothing=_SMOOTHING))
+    heat, sizes, centres = _centre_targets(batch, SIZE // STRIDE)
 
     def detection_loss(out: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         logits, predicted = out
@@ -122,9 +137,12 @@ def _batches(task: str, batch: list[Scene]) -> tuple[Callable[[nn.Module], objec
     return lambda model: model.dense(images), detection_loss
 
 
-# steps, batch size (scenes) and recipe version of each task, sized to train in under a minute on
-# 2 CPU cores; bump a version when that task's architecture, data or training change
-_SCHEDULE = {"classifier": (900, 32, 1), "captioner": (500, 32, 3), "vqa": (500, 32, 5), "detector": (750, 32, 2)}
+# steps, batch size (scenes), learning rate and recipe version of each task, sized to train in
+# under a minute on 2 CPU cores; bump a version when that task's architecture, data or training
+# change. The classifier at 5e-3 ends under-trained (exact 0.82, colour maps off the object).
+_SCHEDULE = {"classifier": (900, 32, 1e-2, 11), "captioner": (450, 32, 5e-3, 12), "vqa": (500, 32, 5e-3, 12),
+             "detector": (750, 32, 5e-3, 11)}
+_FROZEN = ("captioner", "vqa")  # the tasks that build on the classifier's backbone, frozen
 
 
 @dataclass(frozen=True)
@@ -134,9 +152,9 @@ class Recipe:
     task: str
     seed: int = 0
     scenes: int = 6000
-    batch: int | None = None   # default: the task's (see _SCHEDULE)
-    steps: int | None = None   # default: the task's
-    learning_rate: float = 5e-3
+    batch: int | None = None            # default: the task's (see _SCHEDULE)
+    steps: int | None = None            # default: the task's
+    learning_rate: float | None = None  # default: the task's
 
     @property
     def total_steps(self) -> int:
@@ -146,9 +164,19 @@ class Recipe:
     def batch_size(self) -> int:
         return self.batch or _SCHEDULE[self.task][1]
 
+    @property
+    def rate(self) -> float:
+        return self.learning_rate or _SCHEDULE[self.task][2]
+
+    @property
+    def pretrained(self) -> Recipe | None:
+        """The recipe of the classifier whose frozen backbone this task builds on (None: the classifier's own)."""
+        return Recipe("classifier", seed=self.seed, scenes=self.scenes) if self.task in _FROZEN else None
+
     def key(self) -> str:
-        settings = asdict(self) | {"steps": self.total_steps, "batch": self.batch_size,
-                                   "version": _SCHEDULE[self.task][2]}
+        settings = asdict(self) | {"steps": self.total_steps, "batch": self.batch_size, "learning_rate": self.rate,
+                                   "version": _SCHEDULE[self.task][3],
+                                   "backbone": self.pretrained.key() if self.pretrained else None}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -158,18 +186,25 @@ def _training_scenes(count: int, seed: int) -> list[Scene]:
 
 
 def train(recipe: Recipe, progress: bool = True) -> nn.Module:
-    """Train a scene model from scratch, deterministically from ``recipe.seed``: Adam with a
-    one-cycle learning-rate schedule, a fixed number of steps on batches drawn from a fixed set
-    of scenes (the same seed gives the same batches, in the same order)."""
+    """Train a scene model, deterministically from ``recipe.seed``: Adam with a one-cycle
+    learning-rate schedule, a fixed number of steps on batches drawn from a fixed set of scenes
+    (the same seed gives the same batches, in the same order). The captioner's and the
+    question-answering model's backbone is the classifier's (cached, or trained first), frozen;
+    the classifier and the detector train whole."""
     from tqdm import tqdm
 
     torch.manual_seed(recipe.seed)
     model = SCENE_TASKS[recipe.task]()
+    if recipe.pretrained is not None:
+        model.backbone.load_state_dict(_cached(recipe.pretrained, progress).backbone.state_dict())
+        model.backbone.requires_grad_(False)
     data = _training_scenes(recipe.scenes, 10_000 + recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)  # which scenes make each batch
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.learning_rate, total_steps=recipe.total_steps)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.rate, total_steps=recipe.total_steps)
     model.train()
+    if recipe.pretrained is not None:
+        model.backbone.eval()  # frozen: batch norm keeps the classifier's statistics
     with tqdm(total=recipe.total_steps, desc=f"training the scene {recipe.task}", unit="step", disable=not progress) as bar:
         for _ in range(recipe.total_steps):
             picks = torch.randint(len(data), (recipe.batch_size,), generator=generator).tolist()
@@ -196,10 +231,14 @@ def load_scene_model(task: str, seed: int = 0, progress: bool = True) -> nn.Modu
     trained now (under a minute) and cached."""
     if task not in SCENE_TASKS:
         raise ValueError(f"unknown scene task {task!r}; choose from {', '.join(SCENE_TASKS)}")
-    recipe = Recipe(task, seed=seed)
-    path = cache_folder() / "scenes" / f"{task}-{recipe.key()}.pt"
+    return _cached(Recipe(task, seed=seed), progress)
+
+
+def _cached(recipe: Recipe, progress: bool) -> nn.Module:
+    """The model of ``recipe`` from the cache, else trained now and cached."""
+    path = cache_folder() / "scenes" / f"{recipe.task}-{recipe.key()}.pt"
     if path.is_file():
-        return load_scene_weights(task, path)
+        return load_scene_weights(recipe.task, path)
     model = train(recipe, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
