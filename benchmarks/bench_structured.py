@@ -40,8 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--out", default="benchmarks/results/structured.json")
+    parser.add_argument("--device", default="cpu", help="where the maps are computed (cpu, cuda); models train on the CPU")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, maps on {args.device}\n")
     held_out = scenes(args.scenes, seed=2026)
     results, rows = {}, {}
     for task in SCENE_TASKS:
@@ -52,9 +53,11 @@ def main() -> None:
         print(f"scene {task:10s} held-out " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
               + f"  (loaded or trained in {loaded:.0f} s)")
         start = time.perf_counter()
-        results[task] = point_at_objects(task, model, held_out, METHODS, progress=False)
+        results[task] = point_at_objects(task, model.to(args.device), held_out, METHODS, progress=False)
         rows[task] = results[task][METHODS[0]]["rows"]
         print(f"  {rows[task]} maps per method on {args.scenes} scenes in {time.perf_counter() - start:.0f} s")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")  # as it goes
 
     header = "| method | " + " | ".join(f"{COLUMNS[t]}: pointing ↑ | energy ↑" for t in SCENE_TASKS) + " |"
     print("\n" + header + "\n|" + "---|" * (1 + 2 * len(SCENE_TASKS)))
@@ -65,8 +68,6 @@ def main() -> None:
     for task, goal in GOALS.items():
         reached = results[task]["gradcam"]["pointing"]
         print(f"Grad-CAM pointing, {COLUMNS[task]}: {reached:.3f} (target ≥ {goal:.2f}) {'met' if reached >= goal else 'MISSED'}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

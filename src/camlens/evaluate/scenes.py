@@ -79,15 +79,19 @@ def scene_queries(task: str, scene: Scene) -> SceneQuery:
 def point_at_objects(task: str, model: nn.Module, scenes: Sequence[Scene], methods: Sequence[str],
                      tolerance: float = SCENE_TOLERANCE, progress: bool = True) -> dict[str, dict[str, float]]:
     """For each method, the mean ``pointing`` hit rate and ``energy`` share over every row of every
-    scene (see the module docstring), and ``rows``: how many rows were scored."""
+    scene (see the module docstring), and ``rows``: how many rows were scored. The scenes are
+    explained on the model's device."""
+    device = next(model.parameters()).device
     hits = {m: [] for m in methods}
     energy = {m: [] for m in methods}
     for scene in tqdm(scenes, desc=f"pointing ({task})", unit="scene", disable=not progress):
         query = scene_queries(task, scene)
-        explanation = explain(model, query.inputs, layer=LAYER, methods=methods, target=query.target)
+        inputs = tuple(t.to(device) for t in query.inputs) if isinstance(query.inputs, tuple) else query.inputs.to(device)
+        explanation = explain(model, inputs, layer=LAYER, methods=methods, target=query.target)
         size = tuple(explanation.maps[methods[0]].shape[-2:])
         for row, (region, box) in enumerate(zip(query.regions, query.boxes, strict=True)):
-            box_region = boxes_mask([box], size)
+            region = region.to(device)
+            box_region = boxes_mask([box], size).to(device)
             for m in methods:
                 saliency = explanation.maps[m][row].clamp_min(0)
                 hits[m].append(pointing_hit(saliency, region, tolerance))
