@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_gradient_methods import build, methods_for, tools
 
 import camlens
-from bench_gradient_methods import build, methods_for, tools
 
 BATCHES = (1, 8, 64)
 
@@ -151,7 +151,7 @@ def main() -> None:
             images = torch.randn(batch, 3, 224, 224, device=args.device)
             table = tools(model, layer, module, methods_for(name), with_six_peers=False)
             table["camlens liftcam"] = camlens_call(model, layer, ("liftcam",))
-            calls = {entry: (lambda run=run: run(images)) for entry, run in table.items()}
+            calls = {entry: (lambda run=run, images=images: run(images)) for entry, run in table.items()}
             times = timer(calls, args.rounds)
             peaks = {entry: peak_mib(call) for entry, call in calls.items()} if on_gpu else None
             print_table(f"{name}, batch {batch}", times, "floor", peaks)
@@ -159,7 +159,7 @@ def main() -> None:
             results[f"{name} b{batch}"] = {"ms": times, "peak_mib": peaks}
         images = torch.randn(1, 3, 224, 224, device=args.device)
         slow = slow_peers(model, layer, module)
-        times = timer({entry: (lambda run=run: run(images)) for entry, run in slow.items()}, args.slow_rounds)
+        times = timer({entry: (lambda run=run, images=images: run(images)) for entry, run in slow.items()}, args.slow_rounds)
         print_table(f"{name}, batch 1, perturbation methods", times, "camlens ablationcam")
         print(f"Ablation-CAM: pytorch-grad-cam / camlens = "
               f"{times['pytorch-grad-cam ablationcam'] / times['camlens ablationcam']:.1f}×")
