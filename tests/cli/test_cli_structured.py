@@ -4,9 +4,11 @@ models, and the usage errors when an option does not fit the model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from camlens.cli import main
 from camlens.data.scenes import scenes
@@ -63,6 +65,25 @@ def test_a_box_explains_its_detection_and_a_reference_the_match(scene, tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["layer"] == "model.backbone.layer3"  # the embedding wraps the model
     assert manifest["images"][0]["classes"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # a photo matches itself
+
+
+def test_a_photo_whose_box_is_not_detected_is_skipped_and_the_others_explained(scene, tmp_path, capsys):
+    chosen, path = scene
+    circle = next(o for o in chosen.objects if o.shape == "circle")
+    empty = tmp_path / "empty.png"  # a scene's background with its one object painted over: nothing to detect
+    lone = next(s for s in scenes(50, seed=3) if len(s.objects) == 1)
+    blank = lone.image.copy()
+    blank[lone.objects[0].mask] = blank[~lone.objects[0].mask].mean(axis=0).astype(blank.dtype)
+    Image.fromarray(blank).save(empty)
+    out = tmp_path / "out"
+    box = ",".join(str(v) for v in circle.box) + ":circle"
+    assert main(["explain", str(path), str(empty), "--model", "scenes-detector", "--box", box,
+                 "--methods", "gradcam", "--batch-size", "2", "--out", str(out)]) == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(r["file"]).name for r in manifest["images"]] == ["scene.png"]
+    assert [Path(f["file"]).name for f in manifest["failures"]] == ["empty.png"]
+    assert "no detection matches" in manifest["failures"][0]["reason"]
+    assert "skipped" in capsys.readouterr().err and (out / "scene" / "maps.pt").is_file()
 
 
 @pytest.mark.parametrize("arguments, message", [

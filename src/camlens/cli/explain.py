@@ -21,6 +21,7 @@ from ..methods import METHODS
 from ..metrics.localization import box_from_map
 from ..models import LoadedModel
 from ..report import draw_box, grid, overlay, render_attribution
+from ..targets import NoMatchingDetection
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
@@ -81,24 +82,23 @@ def run(args: argparse.Namespace) -> int:
     resolved_layer = None
     starts = range(0, len(batch.paths), args.batch_size)
     progress = _progress(starts, len(batch.paths) > 4, args.batch_size)
+    failures = [(str(f.path), f.reason) for f in batch.failures]
     for start in progress:
-        chunk = slice(start, start + args.batch_size)
-        images = batch.tensor[chunk].to(device)
-        inputs, target = query.build(images, batch.originals[chunk])
-        try:
-            explanation = explain(model, inputs, layer=layer, methods=methods, target=target)
-        except (ValueError, TypeError) as error:
-            raise UsageError(str(error)) from error
-        resolved_layer = explanation.layer
-        for offset, (path, original, stem) in enumerate(zip(batch.paths[chunk], batch.originals[chunk], stems[chunk])):
-            rows = (explanation.image_index == offset).nonzero().flatten().tolist()
-            predicted, probabilities = predictions(loaded, explanation.outputs, offset)
-            record, panels = _write_image(out, stem, path, original, explanation, rows, predicted, probabilities,
-                                          loaded, args.boxes)
-            records.append(record)
-            overview.append(panels)
-            overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
-            _print_predictions(stem, predicted)
+        chunk = list(range(start, min(start + args.batch_size, len(batch.paths))))
+        for indices, explanation in _explain_chunk(model, query, batch, chunk, device, layer, methods, failures):
+            resolved_layer = explanation.layer
+            for offset, index in enumerate(indices):
+                path, original, stem = batch.paths[index], batch.originals[index], stems[index]
+                rows = (explanation.image_index == offset).nonzero().flatten().tolist()
+                predicted, probabilities = predictions(loaded, explanation.outputs, offset)
+                record, panels = _write_image(out, stem, path, original, explanation, rows, predicted, probabilities,
+                                              loaded, args.boxes)
+                records.append(record)
+                overview.append(panels)
+                overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
+                _print_predictions(stem, predicted)
+    if not records:  # every photo missed its --box: the boxes, not the photos, are wrong
+        raise UsageError(failures[-1][1])
 
     manifest = {
         "camlens": __version__,
@@ -112,17 +112,36 @@ def run(args: argparse.Namespace) -> int:
         "device": str(device),
         "preprocessing": vars(loaded.preprocessing) if hasattr(loaded.preprocessing, "__dict__") else repr(loaded.preprocessing),
         "images": records,
-        "failures": [{"file": str(f.path), "reason": f.reason} for f in batch.failures],
+        "failures": [{"file": file, "reason": reason} for file, reason in failures],
         "versions": versions(),
     }
     grid(overview, overview_titles).save(out / "overview.png")  # one row per image: its first class, every method
     manifest["overview"] = "overview.png"
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {len(records)} image(s) to {out}/ (manifest.json lists every file)")
-    if batch.failures:
-        print(f"camlens: {len(batch.failures)} input(s) failed: {', '.join(str(f.path) for f in batch.failures)}", file=sys.stderr)
+    if failures:
+        print(f"camlens: {len(failures)} input(s) failed: {', '.join(file for file, _ in failures)}", file=sys.stderr)
         return EXIT_INPUT_FAILED
     return EXIT_OK
+
+
+def _explain_chunk(model, query, batch, chunk: list[int], device, layer, methods,
+                   failures: list[tuple[str, str]]) -> list[tuple[list[int], Explanation]]:
+    """The explanation of a chunk of photos, as (photo indices, explanation) pairs. A photo where
+    no detection matches a ``--box`` is recorded in ``failures`` and the others go on: the chunk
+    is then explained photo by photo. Other errors are usage errors."""
+    try:
+        inputs, target = query.build(batch.tensor[chunk].to(device), [batch.originals[i] for i in chunk])
+        return [(chunk, explain(model, inputs, layer=layer, methods=methods, target=target))]
+    except NoMatchingDetection as error:
+        if len(chunk) > 1:
+            return [pair for index in chunk
+                    for pair in _explain_chunk(model, query, batch, [index], device, layer, methods, failures)]
+        failures.append((str(batch.paths[chunk[0]]), str(error)))
+        print(f"camlens: skipped {batch.paths[chunk[0]]}: {error}", file=sys.stderr)
+        return []
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
 
 
 def _progress(iterable, enabled: bool, step: int):

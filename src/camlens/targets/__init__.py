@@ -13,7 +13,7 @@ from .base import Target, TargetScores
 from .callables import CallableTarget
 from .classification import Classes, ClassTarget, ScoreKind, TopK
 from .counterfactual import Counterfactual
-from .detections import BoxTarget
+from .detections import BoxTarget, NoMatchingDetection
 from .regions import RegionScore, SegmentationRegion
 from .resolve import as_target
 from .sequences import CaptionTarget, CTCTarget
@@ -21,6 +21,7 @@ from .similarity import SimilarityTarget
 
 __all__ = [
     "TargetScores", "Target", "ClassTarget", "Classes", "TopK", "Counterfactual", "SegmentationRegion",
-    "RegionScore", "CaptionTarget", "CTCTarget", "BoxTarget", "SimilarityTarget", "CallableTarget", "as_target",
+    "RegionScore", "CaptionTarget", "CTCTarget", "BoxTarget", "NoMatchingDetection", "SimilarityTarget",
+    "CallableTarget", "as_target",
     "ScoreKind",
 ]

@@ -16,7 +16,7 @@ import torch
 
 from .base import Target, TargetScores
 
-__all__ = ["BoxTarget", "pairwise_iou"]
+__all__ = ["BoxTarget", "NoMatchingDetection", "pairwise_iou"]
 
 
 def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -27,6 +27,14 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).clamp_min(0).prod(dim=1)  # noqa: E731
     union = area(a)[:, None] + area(b)[None, :] - intersection
     return torch.where(union > 0, intersection / union.clamp_min(torch.finfo(union.dtype).tiny), torch.zeros_like(union))
+
+
+class NoMatchingDetection(ValueError):
+    """No detection matches a reference box; ``image`` is its image's index in the batch."""
+
+    def __init__(self, message: str, image: int):
+        super().__init__(message)
+        self.image = image
 
 
 class BoxTarget(Target):
@@ -129,9 +137,10 @@ class BoxTarget(Target):
                 if match is None:
                     description = f"reference box {index} {tuple(round(v, 1) for v in box.tolist())} (label {label}) of image {image}"
                     if self.missing == "error":
-                        raise ValueError(f"no detection matches {description} with IoU ≥ {self.iou} and the same label; "
-                                         f"the detector found {len(found['boxes'])} box(es). Pass missing='zero' to "
-                                         "explain it as a score of 0")
+                        raise NoMatchingDetection(
+                            f"no detection matches {description} with IoU ≥ {self.iou} and the same label; the "
+                            f"detector found {len(found['boxes'])} box(es). Pass missing='zero' to explain it as a "
+                            "score of 0", image)
                     warnings.warn(f"no detection matches {description}: its row scores 0", RuntimeWarning, stacklevel=3)
                     scores.append(found["scores"].sum() * 0)
                 else:
