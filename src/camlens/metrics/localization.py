@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.geometry import Box
+from ..targets.detections import pairwise_iou
 
 __all__ = ["box_from_map", "box_iou", "best_iou", "boxes_mask", "pointing_hit", "energy_in", "mask_iou",
            "localization_errors"]
@@ -36,17 +37,17 @@ def box_from_map(saliency: torch.Tensor, threshold: float = 0.15, largest_compon
 
 
 def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes ``(x0, y0, x1, y1)``."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    """Intersection over union of two boxes ``(x0, y0, x1, y1)`` (0 when the union is empty)."""
+    return best_iou(a, [b])
 
 
 def best_iou(box: Box, truths: Sequence[Box]) -> float:
-    """The largest IoU of ``box`` with any of the ground-truth boxes (0 when there are none)."""
-    return max((box_iou(box, truth) for truth in truths), default=0.0)
+    """The largest IoU of ``box`` with any of the ground-truth boxes (0 when there are none);
+    computed by :func:`camlens.targets.detections.pairwise_iou`, in float64."""
+    if not truths:
+        return 0.0
+    as_tensor = lambda boxes: torch.tensor([list(b) for b in boxes], dtype=torch.float64)  # noqa: E731
+    return float(pairwise_iou(as_tensor([box]), as_tensor(truths)).max())
 
 
 def boxes_mask(boxes: Sequence[Box], size: tuple[int, int]) -> torch.Tensor:

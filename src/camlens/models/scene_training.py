@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.scenes import SHAPES, VOCABULARY, Scene, scene_tensors, scenes
+from ..targets.detections import pairwise_iou
 from .scenes import SCENE_TASKS, SIZE, STRIDE, caption_tokens, load_scene_weights, question_tokens
 
 __all__ = ["Recipe", "train", "accuracy", "detection_hits", "cache_folder", "load_scene_model"]
@@ -36,8 +37,6 @@ __all__ = ["Recipe", "train", "accuracy", "detection_hits", "cache_folder", "loa
 def detection_hits(detections: dict[str, torch.Tensor], scene: Scene, iou: float = 0.5) -> tuple[int, int]:
     """How many of the scene's objects a detection of the right shape finds with IoU ≥ ``iou``,
     and how many detections find no object: (hits, false detections)."""
-    from ..targets.detections import pairwise_iou
-
     truth = torch.tensor([o.box for o in scene.objects], dtype=torch.float32)
     labels = torch.tensor([SHAPES.index(o.shape) for o in scene.objects])
     overlap = pairwise_iou(detections["boxes"].detach().float(), truth)
