@@ -15,7 +15,8 @@ from torch import nn
 
 from ..data import ImageReadError, boxes_in_input, read_image, resolve_class
 from ..models import LoadedModel
-from ..targets import BoxTarget, Classes, SimilarityTarget, Target, TopK
+from ..targets import BoxTarget, Classes, SimilarityTarget, Target
+from ..targets.resolve import top_k
 from .common import UsageError
 
 __all__ = ["Query", "build_query", "predictions", "class_target", "row_probability"]
@@ -34,11 +35,12 @@ class Query:
 
 def class_target(specs: list[str], class_names: tuple[str, ...]) -> Target:
     """``--target``: top1 (default), topK, or class indices or names."""
-    if len(specs) == 1 and specs[0].lower().startswith("top") and specs[0][3:].isdigit():
-        return TopK(int(specs[0][3:]))
-    if any(spec.lower().startswith("top") and spec[3:].isdigit() for spec in specs):
-        raise UsageError("--target topK cannot be combined with other targets")
     try:
+        tops = [top for spec in specs if (top := top_k(spec)) is not None]
+        if tops and len(specs) > 1:
+            raise UsageError("--target topK cannot be combined with other targets")
+        if tops:
+            return tops[0]
         return Classes([resolve_class(spec, class_names) for spec in specs])
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -11,7 +11,15 @@ from .base import Target
 from .callables import CallableTarget
 from .classification import ClassTarget, TopK
 
-__all__ = ["as_target"]
+__all__ = ["as_target", "top_k"]
+
+
+def top_k(text: str) -> TopK | None:
+    """``"topK"`` in any case (``"top5"``, ``"TOP1"``) → :class:`TopK` of K (K ≥ 1, else an
+    error); any other text → ``None``. The one parser of this spelling, for Python and the CLI."""
+    if not (text[:3].lower() == "top" and text[3:].isdigit()):
+        return None
+    return TopK(int(text[3:]))
 
 
 def as_target(target: object) -> Target:
@@ -26,8 +34,8 @@ def as_target(target: object) -> Target:
     if isinstance(target, Target):
         return target
     if isinstance(target, str):
-        if target.startswith("top") and target[3:].isdigit():
-            return TopK(int(target[3:]))
+        if (top := top_k(target)) is not None:
+            return top
         raise ValueError(f"unknown target {target!r}; use a class index, 'top1', 'top5', ... or a Target")
     if isinstance(target, bool):
         raise TypeError("target must be a class index, not a bool")
