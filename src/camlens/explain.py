@@ -35,15 +35,27 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError("images is an empty batch (B = 0); nothing to explain")
     if not images.is_floating_point():
         raise TypeError(f"images must be a floating-point tensor (preprocessed for the model), not {images.dtype}")
+
+
+def _check_finite(images: torch.Tensor, scores: torch.Tensor | None) -> None:
+    """NaN or infinite images or target scores are an error. One value is read back from the
+    device (the only synchronization of a gradient method's call); the rest only on failure."""
+    if bool(torch.isfinite(images).all() & (torch.isfinite(scores).all() if scores is not None else True)):
+        return
     finite = torch.isfinite(images)
     if not finite.all():
         bad = sorted({int(i) for i in (~finite).flatten(1).any(dim=1).nonzero().flatten()})
         raise ValueError(f"images contain NaN or infinite values (batch indices {bad})")
+    raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
 
 
-def _slots(image_index: torch.Tensor) -> list[torch.Tensor]:
+def _slots(image_index: torch.Tensor, per_image: int | None = None) -> list[torch.Tensor]:
     """Split rows so that no image appears twice in a group: one backward per group then gives
-    every row its own gradient (samples do not interact in eval mode)."""
+    every row its own gradient (samples do not interact in eval mode). With ``per_image`` rows
+    per image, image-major, group ``s`` is every image's ``s``-th row, found without reading
+    ``image_index`` back from its device."""
+    if per_image is not None:
+        return [torch.arange(s, len(image_index), per_image, device=image_index.device) for s in range(per_image)]
     seen: dict[int, int] = {}
     slot_of_row = []
     for image in image_index.tolist():
@@ -58,7 +70,7 @@ def _gradients(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-row gradients of the target scores w.r.t. the activations, and (when ``switch`` is given)
     guided gradients w.r.t. the input; only ``torch.autograd.grad`` to those tensors."""
-    groups = _slots(target.image_index)
+    groups = _slots(target.image_index, target.per_image)
     gradients = activations.new_empty((len(target.image_index), *activations.shape[1:]))
     input_gradients = forward.inputs.new_empty((len(target.image_index), *forward.inputs.shape[1:])) if switch else None
     for number, rows in enumerate(groups):
@@ -90,6 +102,7 @@ def explain(
     eval_mode: bool = True,
     batch_size: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    check_finite: bool = True,
 ) -> Explanation:
     """Explain ``model``'s decision on ``inputs`` with one or more CAM methods.
 
@@ -122,6 +135,9 @@ def explain(
             (faster per image on CPUs than larger batches).
         options: per-method keyword options, e.g. ``{"scorecam": {"variant": "baseline"},
             "shapley": {"pairs": 64, "seed": 1}}`` (see each method's rule).
+        check_finite: refuse NaN or infinite images and target scores (the default). The check
+            reads one value back from the device; with ``False``, the gradient methods' call with
+            a class, top-k or region target reads nothing back, and a GPU never waits for the host.
 
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
@@ -153,9 +169,14 @@ def explain(
             activations = forward.activations(layer_name, call)
             if activations.shape[0] != images.shape[0]:
                 raise ValueError(f"layer {layer_name!r} output has batch size {activations.shape[0]}, the input {images.shape[0]}")
-            scores = target_fn(prediction)
-            if not torch.isfinite(scores.scores).all():
-                raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
+            try:
+                scores = target_fn(prediction)
+            except Exception:
+                if check_finite:  # NaN images make strange outputs: name the images, not the symptom
+                    _check_finite(images, None)
+                raise
+            if check_finite:
+                _check_finite(images, scores.scores)
             gradients, input_gradients = (
                 _gradients(forward, activations, scores, switch) if needs_gradients else (None, None)
             )

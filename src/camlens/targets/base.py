@@ -23,6 +23,9 @@ class TargetScores:
     # (N,) long: which part of the output the row scores (a caption step, a reference box), when
     # the class alone does not say; None for targets whose rows are whole outputs
     positions: torch.Tensor | None = None
+    # when every image has this many rows, image-major (rows b·k … b·k + k − 1 explain image b),
+    # as for class, top-k and region targets: known without reading image_index from the device
+    per_image: int | None = None
 
     def __post_init__(self) -> None:
         rows = self.scores.shape

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 
 from .base import Target, TargetScores
@@ -76,13 +77,19 @@ class ClassTarget(_ClassScore):
                 f"got {classes.numel()} target classes for a batch of {batch} images; "
                 "give one class for all images or exactly one per image"
             )
-        bad = (classes < 0) | (classes >= num_classes)
-        if bad.any():
+        # indices given as Python ints (or NumPy) are checked on the host; a tensor of them where
+        # it lies, which reads one value back (a synchronization on a GPU)
+        if isinstance(self.classes, torch.Tensor):
+            bad = (classes < 0) | (classes >= num_classes)
+            first_bad = int(classes[bad][0]) if bad.any() else None
+        else:
+            first_bad = next((c for c in np.asarray(self.classes).ravel().tolist() if not 0 <= c < num_classes), None)
+        if first_bad is not None:
             raise ValueError(
-                f"class index {int(classes[bad][0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+                f"class index {first_bad} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
             )
         image_index = torch.arange(batch, device=output.device)
-        return TargetScores(scores[image_index, classes], image_index, classes)
+        return TargetScores(scores[image_index, classes], image_index, classes, per_image=1)
 
 
 class Classes(_ClassScore):
@@ -103,7 +110,7 @@ class Classes(_ClassScore):
                 raise ValueError(f"class index {cls} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
         classes = torch.tensor(self.classes, device=output.device).repeat(batch)
         image_index = torch.arange(batch, device=output.device).repeat_interleave(len(self.classes))
-        return TargetScores(scores[image_index, classes], image_index, classes)
+        return TargetScores(scores[image_index, classes], image_index, classes, per_image=len(self.classes))
 
 
 class TopK(_ClassScore):
@@ -123,4 +130,4 @@ class TopK(_ClassScore):
             raise ValueError(f"top-{self.k} asked of a model with {num_classes} classes")
         classes = output.detach().topk(self.k, dim=1).indices.reshape(-1)
         image_index = torch.arange(batch, device=output.device).repeat_interleave(self.k)
-        return TargetScores(scores[image_index, classes], image_index, classes)
+        return TargetScores(scores[image_index, classes], image_index, classes, per_image=self.k)

@@ -19,7 +19,7 @@ class Counterfactual(Target):
 
     def __call__(self, output: torch.Tensor) -> TargetScores:
         inner = self.target(output)
-        return TargetScores(-inner.scores, inner.image_index, inner.classes, inner.positions)
+        return TargetScores(-inner.scores, inner.image_index, inner.classes, inner.positions, inner.per_image)
 
     @property
     def structured(self) -> bool:

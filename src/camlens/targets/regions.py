@@ -58,7 +58,7 @@ class RegionScore(Target):
         maps = self._maps(output)
         scores = (maps * self._mask(maps)).sum(dim=(1, 2))
         image_index = torch.arange(maps.shape[0], device=output.device)
-        return TargetScores(scores, image_index, torch.full_like(image_index, self._class()))
+        return TargetScores(scores, image_index, torch.full_like(image_index, self._class()), per_image=1)
 
     def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
