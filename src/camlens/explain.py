@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -47,6 +48,19 @@ def _check_finite(images: torch.Tensor, scores: torch.Tensor | None) -> None:
         bad = sorted({int(i) for i in (~finite).flatten(1).any(dim=1).nonzero().flatten()})
         raise ValueError(f"images contain NaN or infinite values (batch indices {bad})")
     raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
+
+
+def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec]:
+    """A model in ``nn.DataParallel`` or ``DistributedDataParallel`` → its ``module``, with a
+    note: an explanation is one forward and backward on the inputs' device, which the wrapper
+    would only scatter. A layer named through the wrapper (``"module.layer4"``) is renamed."""
+    if not isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return model, layer
+    warnings.warn(f"explaining the module inside {type(model).__name__} (model.module), on the inputs' device",
+                  UserWarning, stacklevel=3)
+    if isinstance(layer, str) and layer.startswith("module."):
+        layer = layer.removeprefix("module.")
+    return model.module, layer
 
 
 def _slots(image_index: torch.Tensor, per_image: int | None = None) -> list[torch.Tensor]:
@@ -143,6 +157,7 @@ def explain(
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
     """
     names = check_method_names(methods)
+    model, layer = _unwrapped(model, layer)
     call_inputs = as_inputs(inputs, image)
     images = call_inputs.image
     _check_images(images)

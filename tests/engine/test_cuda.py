@@ -48,3 +48,21 @@ def test_a_multi_input_scene_model_explains_on_cuda(no_tf32):
     for method, saliency in on_cpu.maps.items():
         scale = float(saliency.abs().max())
         torch.testing.assert_close(on_cuda.maps[method].cpu(), saliency, rtol=1e-3, atol=1e-3 * scale)
+
+
+def test_evaluate_on_cuda_gives_the_cpu_s_records(tmp_path, no_tf32):
+    from camlens.cli import main
+    from camlens.evaluate.records import read_results
+    from support import photo_dataset
+
+    dataset = photo_dataset(tmp_path)
+    common = ["--methods", "gradcam,liftcam", "--metrics", "faithfulness,axioms,localization", "--steps", "4"]
+    for device in ("cpu", "cuda"):
+        assert main(["evaluate", str(dataset), "--out", str(tmp_path / device), "--device", device, *common]) == 0
+    on_cpu, on_cuda = (sorted(read_results(tmp_path / d / "results.jsonl"), key=lambda r: (r["id"], r["method"]))
+                       for d in ("cpu", "cuda"))
+    assert len(on_cpu) == len(on_cuda) == 6
+    for a, b in zip(on_cpu, on_cuda):
+        assert a["predicted"] == b["predicted"]
+        for key in ("average_drop", "deletion_auc", "insertion_auc", "conservation_error", "energy_pointing_game"):
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key

@@ -17,7 +17,7 @@ from camlens.cli import main
 from camlens.data import load_dataset
 from camlens.evaluate import read_results, summarize
 
-from support import SAMPLE_IMAGES
+from support import SAMPLE_IMAGES, photo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,20 +56,6 @@ def test_bad_dataset_files_say_what_is_wrong(tmp_path):
     (tmp_path / "b.xml").write_text("<annotation><filename>b.jpg</filename><object><name>zebra</name></object></annotation>")
     with pytest.raises(ValueError, match="unknown object name 'zebra'"):
         load_dataset(tmp_path)
-
-
-def photo_dataset(folder: Path) -> Path:
-    """The sample photos with their ImageNet labels and a rough box each (the middle of the
-    photo, in the file's pixels)."""
-    from PIL import Image
-
-    rows = ["file,class_index,x0,y0,x1,y1"]
-    for name, label in (("parrot.jpg", 88), ("owl.jpg", 24), ("hot_dog.jpg", 934)):
-        width, height = Image.open(SAMPLE_IMAGES / name).size
-        rows.append(f"{SAMPLE_IMAGES / name},{label},{width / 4},{height / 4},{3 * width / 4},{3 * height / 4}")
-    path = folder / "photos.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 ARGS = ["--methods", "gradcam,xgradcam", "--metrics", "faithfulness,axioms,localization", "--steps", "4",

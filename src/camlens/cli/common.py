@@ -14,7 +14,7 @@ from ..methods import check_method_names
 from ..models import LoadedModel, load
 
 __all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "versions", "load_model",
-           "method_names", "parse_device", "add_model_options", "subcommand"]
+           "method_names", "parse_device", "add_device_option", "add_model_options", "subcommand"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -63,13 +63,26 @@ def method_names(text: str) -> tuple[str, ...]:
 
 
 def parse_device(text: str) -> torch.device:
+    """``--device``: ``auto`` (the first CUDA device when there is one, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``; a device PyTorch cannot see is a usage error."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(text)
     except RuntimeError as error:
-        raise UsageError(f"unknown device {text!r}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but PyTorch sees no CUDA device here")
+        raise UsageError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}, but PyTorch sees no CUDA device here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}, but PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``, the same for every command that runs a model."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N (default: %(default)s)")
 
 
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:

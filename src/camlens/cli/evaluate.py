@@ -8,7 +8,17 @@ import sys
 from ..data import load_dataset
 from ..evaluate import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 from ..metrics.faithfulness import MASK_KINDS, SCORE_KINDS
-from .common import EXIT_INPUT_FAILED, EXIT_OK, UsageError, add_model_options, load_model, method_names, subcommand
+from .common import (
+    EXIT_INPUT_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_device_option,
+    add_model_options,
+    load_model,
+    method_names,
+    parse_device,
+    subcommand,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -36,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
                             largest_component=not args.all_components, tolerance=args.tolerance)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    device = parse_device(args.device)
     loaded = load_model(args.model, args.weights)  # after the cheap checks: a usage error costs no model load
+    loaded.model.to(device)
     layer = None if args.layer == "auto" else args.layer
     try:
         summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
@@ -61,6 +73,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
     parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
     add_model_options(parser, "dotted layer name (default: the model's recommended layer)")
+    add_device_option(parser)
     parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,scorecam,ablationcam,liftcam",
                         help="comma-separated method names (default: %(default)s)")
     parser.add_argument("--metrics", default="faithfulness,axioms",

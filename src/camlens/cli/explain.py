@@ -27,6 +27,7 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
+    add_device_option,
     add_model_options,
     load_model,
     method_names,
@@ -231,7 +232,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", metavar="IMAGE",
                         help="models with an embedding: why each photo matches this one (cosine similarity)")
     parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
     parser.add_argument("--boxes", action="store_true",
                         help="draw on each overlay the box around the map's largest region above 15%% of its max")

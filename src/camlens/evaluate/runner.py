@@ -167,7 +167,7 @@ def _evaluate_sample(model: LoadedModel, sample: Sample, methods: tuple[str, ...
                      layer: str, groups: Sequence[str], protocol: Protocol, batch_size: int, diagnose: bool, out: Path,
                      options: dict | None) -> list[dict]:
     original = read_image(sample.path)
-    image = model.preprocessing(original)[None]
+    image = model.preprocessing(original)[None].to(next(model.model.parameters()).device)  # on the model's device
     run = lambda target: explain(model.model, image, layer=layer, methods=explained, target=target,  # noqa: E731
                                  options=options)
     locating = "localization" in groups
