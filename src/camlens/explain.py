@@ -50,17 +50,20 @@ def _check_finite(images: torch.Tensor, scores: torch.Tensor | None) -> None:
     raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
 
 
-def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec]:
+def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec, torch.device | None]:
     """A model in ``nn.DataParallel`` or ``DistributedDataParallel`` → its ``module``, with a
-    note: an explanation is one forward and backward on the inputs' device, which the wrapper
-    would only scatter. A layer named through the wrapper (``"module.layer4"``) is renamed."""
+    note: an explanation is one forward and backward on one device, which the wrapper would only
+    scatter. A layer named through the wrapper (``"module.layer4"``) is renamed, and the device
+    the wrapper would have moved the inputs to is returned (``None`` for a plain model)."""
     if not isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        return model, layer
-    warnings.warn(f"explaining the module inside {type(model).__name__} (model.module), on the inputs' device",
-                  UserWarning, stacklevel=3)
+        return model, layer, None
+    inner = model.module
+    device = next(inner.parameters()).device if any(True for _ in inner.parameters()) else None
+    warnings.warn(f"explaining the module inside {type(model).__name__} (model.module) on {device}, "
+                  "with the inputs moved there as the wrapper would", UserWarning, stacklevel=3)
     if isinstance(layer, str) and layer.startswith("module."):
         layer = layer.removeprefix("module.")
-    return model.module, layer
+    return inner, layer, device
 
 
 def _slots(image_index: torch.Tensor, per_image: int | None = None) -> list[torch.Tensor]:
@@ -157,8 +160,10 @@ def explain(
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
     """
     names = check_method_names(methods)
-    model, layer = _unwrapped(model, layer)
+    model, layer, wrapper_device = _unwrapped(model, layer)
     call_inputs = as_inputs(inputs, image)
+    if wrapper_device is not None:
+        call_inputs = call_inputs.map(lambda value, _: value.to(wrapper_device) if torch.is_tensor(value) else value)
     images = call_inputs.image
     _check_images(images)
     options = dict(options or {})
