@@ -176,6 +176,26 @@ def test_exact_shapley_equals_brute_force_enumeration():
     torch.testing.assert_close(explanation.weights["shapley"].sum(), explanation.weights["liftcam"].sum(), rtol=1e-4, atol=1e-5)
 
 
+def test_null_players_get_exactly_zero_and_leave_the_others_values_unchanged():
+    model = Tiny(8).eval()
+    with torch.no_grad():  # three maps that are zero everywhere: their conv gives −1 before the ReLU
+        model.conv.weight[[1, 4, 6]] = 0
+        model.conv.bias[[1, 4, 6]] = -1
+    image = random_images(1, 8, seed=6)
+    explanation = camlens.explain(model, image, layer="relu", methods=("shapley", "liftcam"),
+                                  options={"shapley": {"exact_up_to": 5}})  # 5 non-null maps: exact
+    expected = brute_force_shapley(model, image, int(explanation.targets[0]))  # all 2^8 coalitions
+    weights = explanation.weights["shapley"][0]
+    assert (weights[[1, 4, 6]] == 0).all() and (explanation.errors["shapley"] == 0).all()
+    torch.testing.assert_close(weights, expected.float(), rtol=1e-4, atol=1e-5)
+    # sampled among the 5 players only: still unbiased, the null players still exactly 0
+    sampled = camlens.explain(model, image, layer="relu", methods="shapley",
+                              options={"shapley": {"exact_up_to": 0, "pairs": 100, "seed": 1}})
+    estimate, error = sampled.weights["shapley"][0], sampled.errors["shapley"][0]
+    assert (estimate[[1, 4, 6]] == 0).all() and (error[[1, 4, 6]] == 0).all()
+    assert ((estimate - expected.float()).abs() <= 4 * error + 1e-6).all()
+
+
 def test_sampled_shapley_converges_within_its_reported_error():
     model = Tiny(10).eval()
     image = random_images(1, 8, seed=5)

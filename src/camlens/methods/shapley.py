@@ -6,9 +6,17 @@ others are set to zero, evaluated on the network after the layer only. The Shapl
 .. math:: \phi_k = \sum_{S \subseteq N \setminus \{k\}} \frac{|S|!\,(K - |S| - 1)!}{K!}
           \big(v(S \cup \{k\}) - v(S)\big).
 
-Exact by enumerating all :math:`2^K` coalitions when K is small; otherwise estimated by sampling
-permutations (each permutation gives one marginal contribution per map), in antithetic pairs
-(a permutation and its reverse), with the standard error of the mean over pairs.
+A map that is zero everywhere is a *null player*: setting it to zero changes nothing, so
+:math:`v(S \cup \{k\}) = v(S)` for every S and :math:`\phi_k = 0` exactly. The game is played
+among the other maps only, which gives the others the same values (a random permutation of all
+players orders the others uniformly at random too) at a fraction of the cost: after a ReLU, many
+maps of a real network are all zero for a given image (120 to 406 of MobileNetV2's 960 at
+``features.17.conv.0``).
+
+Exact by enumerating all :math:`2^{K'}` coalitions of the :math:`K'` non-null maps when
+:math:`K'` is small; otherwise estimated by sampling permutations (each permutation gives one
+marginal contribution per map), in antithetic pairs (a permutation and its reverse), with the
+standard error of the mean over pairs.
 """
 
 from __future__ import annotations
@@ -23,24 +31,28 @@ from .evidence import Evidence
 __all__ = ["shapley_weights", "exact_shapley", "sampled_shapley"]
 
 
-def _coalition_values(evidence: Evidence, row: int, masks: torch.Tensor) -> torch.Tensor:
-    """v(S) for coalitions given as boolean masks (M, K), evaluated in chunks."""
+def _coalition_values(evidence: Evidence, row: int, masks: torch.Tensor, players: torch.Tensor) -> torch.Tensor:
+    """v(S) for coalitions of ``players`` (indices of maps) given as boolean masks (M, len(players)),
+    evaluated in chunks; every other map is zero in every coalition."""
     activations = evidence.activations[row]
     values = activations.new_empty(masks.shape[0])
     for part in chunks(masks.shape[0], evidence.batch_size):
-        chosen = masks[part].to(activations.dtype)[:, :, None, None] * activations
+        kept = masks.new_zeros(masks[part].shape[0], activations.shape[0])
+        kept[:, players] = masks[part]
+        chosen = kept.to(activations.dtype)[:, :, None, None] * activations
         rows = torch.full((chosen.shape[0],), row, device=activations.device)
         values[part] = evidence.values(chosen, rows)
     return values
 
 
-def exact_shapley(evidence: Evidence, row: int) -> torch.Tensor:
-    """All :math:`2^K` coalitions of one row's maps; K ≤ 20 or so is practical."""
-    channels = evidence.activations.shape[1]
+def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.Tensor:
+    """All :math:`2^{K'}` coalitions of one row's ``players`` (K' of them; 20 or so is
+    practical): their Shapley values (K',)."""
+    channels = len(players)
     device = evidence.activations.device
     coalitions = torch.arange(2**channels, device=device)
     masks = (coalitions[:, None] >> torch.arange(channels, device=device)) & 1
-    values = _coalition_values(evidence, row, masks.bool()).double()
+    values = _coalition_values(evidence, row, masks.bool(), players).double()
     sizes = masks.sum(dim=1)
     weight = torch.tensor(
         [math.factorial(s) * math.factorial(channels - s - 1) / math.factorial(channels) for s in range(channels)],
@@ -53,9 +65,11 @@ def exact_shapley(evidence: Evidence, row: int) -> torch.Tensor:
     return phi.to(evidence.activations.dtype)
 
 
-def sampled_shapley(evidence: Evidence, row: int, pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Permutation sampling with antithetic pairs: the estimate and its standard error (K,)."""
-    channels = evidence.activations.shape[1]
+def sampled_shapley(evidence: Evidence, row: int, players: torch.Tensor, pairs: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Permutation sampling of one row's ``players`` with antithetic pairs: the estimate and its
+    standard error (K',)."""
+    channels = len(players)
     device = evidence.activations.device
     steps = torch.arange(channels + 1, device=device)[:, None]
     estimates = []
@@ -66,7 +80,7 @@ def sampled_shapley(evidence: Evidence, row: int, pairs: int, generator: torch.G
             position = torch.empty_like(permutation)
             position[permutation] = torch.arange(channels, device=device)
             masks = position[None, :] < steps  # (K + 1, K): the first j maps of the permutation
-            values = _coalition_values(evidence, row, masks).double()
+            values = _coalition_values(evidence, row, masks, players).double()
             contribution = torch.empty(channels, dtype=torch.float64, device=device)
             contribution[permutation] = values[1:] - values[:-1]
             pair.append(contribution)
@@ -81,18 +95,22 @@ def sampled_shapley(evidence: Evidence, row: int, pairs: int, generator: torch.G
 def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Shapley values of every row's maps (N, K) and their standard errors (0 when exact).
 
-    Exact when K ≤ ``exact_up_to``; otherwise ``pairs`` antithetic pairs of permutations, seeded.
+    Null players (maps zero everywhere) get 0, exactly; among the K' others, exact when
+    K' ≤ ``exact_up_to``, otherwise ``pairs`` antithetic pairs of permutations, seeded.
     """
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, not {pairs}")
     rows_count, channels = evidence.activations.shape[:2]
-    weights = evidence.activations.new_empty(rows_count, channels)
+    weights = evidence.activations.new_zeros(rows_count, channels)
     errors = torch.zeros_like(weights)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     with torch.inference_mode():
         for row in range(rows_count):
-            if channels <= exact_up_to:
-                weights[row] = exact_shapley(evidence, row)
+            players = evidence.activations[row].flatten(1).ne(0).any(dim=1).nonzero().flatten()
+            if len(players) == 0:
+                continue  # every map is zero: every value is 0
+            if len(players) <= exact_up_to:
+                weights[row, players] = exact_shapley(evidence, row, players)
             else:
-                weights[row], errors[row] = sampled_shapley(evidence, row, pairs, generator)
+                weights[row, players], errors[row, players] = sampled_shapley(evidence, row, players, pairs, generator)
     return weights, errors
