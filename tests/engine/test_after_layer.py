@@ -162,6 +162,9 @@ def check_zeroing(model, images, layer, expect_head):
     ("vgg16", "features.29", True),          # max-pool, average-pool, flatten, classifier.0 in a Sequential
     ("resnet50", "layer4", True),            # average-pool, flatten, fc
     ("resnet50", "layer4.1", False),         # a residual block follows: no shortcut
+    # an inverted residual's expansion: BN, ReLU6, depthwise conv, BN, ReLU6, then a pointwise conv
+    ("mobilenet_v2", "features.17.conv.0", True),
+    ("mobilenet_v2", "features.16.conv.0", True),   # the same; the block's residual join follows the 1×1 conv
 ])
 def test_zeroing_single_maps_on_torchvision(torchvision, name, layer, expect_head):
     torch.manual_seed(0)
@@ -181,3 +184,10 @@ def test_zeroing_single_maps_through_batch_norm_whose_zero_is_not_zero():
     model[2].running_mean.uniform_(-1, 1)
     model[2].bias.data.uniform_(0.5, 1)  # BN(0) ≠ 0: the zeroed channel's own value matters
     check_zeroing(model, random_images(2, 12), "1", True)
+
+
+def test_zeroing_single_maps_through_tf_same_padded_depthwise_convolutions():
+    from camlens.models.mobilenet import MobileNetV2  # the zoo's port of TF's MobileNetV2 (SamePadConv2d)
+
+    torch.manual_seed(0)
+    check_zeroing(MobileNetV2(), random_images(2, 96), "features.17.conv.0", True)

@@ -1,10 +1,12 @@
 r"""Zeroing one activation map at a time, as a low-rank update of the first linear layer.
 
 Many networks end their convolutional part with operations that treat every channel on its own
-(ReLU, pooling, batch-norm in eval mode, dropout in eval mode), flatten, then a linear layer:
-VGG (max-pool, average-pool, ``classifier.0``), ResNet (average-pool, ``fc``), MobileNet and
-EfficientNet heads. After such a layer, zeroing map :math:`k` changes the linear layer's input
-only in the columns of channel :math:`k`, so
+(ReLU, pooling, batch-norm in eval mode, dropout in eval mode, depthwise convolutions), flatten,
+then a linear layer: VGG (max-pool, average-pool, ``classifier.0``), ResNet (average-pool,
+``fc``), MobileNet and EfficientNet heads. Inside an inverted-residual block the first operation
+that mixes channels is a pointwise (1×1) convolution instead, after the depthwise one: a linear
+layer applied at every position. After such a layer, zeroing map :math:`k` changes the linear
+layer's input only in the columns of channel :math:`k`, so
 
 .. math:: W x_{A^k=0} + b = (W x_A + b) - W_{:,k}\,(x_A - x_0)_k
 
@@ -12,8 +14,16 @@ where :math:`x_A` is the flattened input on the real maps, :math:`x_0` on all-ze
 channel-wise operations act on channel :math:`k` alone, so channel :math:`k` of the ablated input
 is channel :math:`k` of :math:`x_0`), and :math:`W_{:,k}` are the columns belonging to channel
 :math:`k`. All K corrections cost one pass over :math:`W` instead of K rows through it: VGG-16's
-first linear layer (411 MB of weights) is read once, not once per map. What follows the linear
-layer is evaluated on the K corrected rows as usual.
+first linear layer (411 MB of weights) is read once, not once per map. For a pointwise convolution the
+correction of channel :math:`k` is :math:`W_{:,k} \otimes (x_A - x_0)_k` at every position, and
+the depthwise convolutions before it run twice (real and zero maps), not once per map. What
+follows the linear layer is evaluated on the K corrected rows as usual.
+
+Recognised before the linear layer: the activation modules and functions listed below, max and
+average pooling (adaptive too), eval-mode dropout and batch-norm, and depthwise convolutions
+(``groups == in_channels == out_channels``); the linear layer is ``nn.Linear`` after a flatten
+from dimension 1, or an ungrouped 1×1 ``nn.Conv2d`` of stride 1 without padding. Anything else
+(a residual join, a grouped or k×k convolution mixing channels) falls back to full passes.
 """
 
 from __future__ import annotations
@@ -39,14 +49,30 @@ _CHANNELWISE_FUNCTIONS = {
 _CHANNELWISE_METHODS = {"relu", "relu_", "sigmoid"}
 
 
+def _is_depthwise(module: nn.Module) -> bool:
+    """A convolution that computes each output channel from the same input channel alone."""
+    return (isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels
+            and module.padding_mode == "zeros")
+
+
+def _is_pointwise(module: nn.Module) -> bool:
+    """An ungrouped 1×1 convolution of stride 1 without padding: a linear layer at every position."""
+    return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size == (1, 1)
+            and module.stride == (1, 1) and module.padding in ((0, 0), "valid") and module.dilation == (1, 1))
+
+
+def _module_is_channelwise(module: nn.Module) -> bool:
+    if type(module) in _CHANNELWISE_MODULES or _is_depthwise(module):
+        return True
+    if type(module) in _EVAL_ONLY_MODULES and not module.training:
+        return not isinstance(module, nn.BatchNorm2d) or module.track_running_stats
+    # a Sequential traced as one module (torchvision's Conv2dNormActivation, say) whose parts all are
+    return isinstance(module, nn.Sequential) and len(module) > 0 and all(map(_module_is_channelwise, module))
+
+
 def _is_channelwise(node: fx.Node, model: nn.Module) -> bool:
     if node.op == "call_module":
-        module = model.get_submodule(node.target)
-        if type(module) in _CHANNELWISE_MODULES:
-            return True
-        if type(module) in _EVAL_ONLY_MODULES and not module.training:
-            return not isinstance(module, nn.BatchNorm2d) or module.track_running_stats
-        return False
+        return _module_is_channelwise(model.get_submodule(node.target))
     if node.op == "call_function":
         return node.target in _CHANNELWISE_FUNCTIONS
     return node.op == "call_method" and node.target in _CHANNELWISE_METHODS
@@ -67,9 +93,9 @@ def _is_flatten(node: fx.Node, model: nn.Module) -> bool:
 class LinearHead:
     """The after-part split as ``rest(linear(prefix(A)))``, ``prefix`` channel-wise then a flatten."""
 
-    prefix: fx.Graph   # activations -> the linear layer's input (R, K * s)
-    linear: nn.Linear
-    rest: fx.Graph     # the linear layer's output, then the after-part's frontier values -> output
+    prefix: fx.Graph           # activations -> the linear layer's input: (R, K * s), or (R, K, h, w) for a conv
+    linear: nn.Linear | nn.Conv2d
+    rest: fx.Graph             # the linear layer's output, then the after-part's frontier values -> output
 
     def corrections(self, model: nn.Module, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For one row's activations (1, K, h, w): the linear layer's output on the real maps
@@ -77,6 +103,9 @@ class LinearHead:
         channels = activations.shape[1]
         run = fx.Interpreter(model, graph=self.prefix).run
         real, zero = run(activations), run(torch.zeros_like(activations))
+        if isinstance(self.linear, nn.Conv2d):  # pointwise: (K, out, h, w), one outer product per channel
+            weight = self.linear.weight[:, :, 0, 0]                                   # (out, K)
+            return self.linear(real)[0], weight.t()[:, :, None, None] * (real - zero)[0][:, None]
         if real.dim() != 2 or real.shape[1] % channels:
             raise ValueError(f"the linear layer's input {tuple(real.shape)} does not split into {channels} channels")
         weight = self.linear.weight
@@ -87,8 +116,8 @@ class LinearHead:
 
 def find_linear_head(model: nn.Module, graph: fx.Graph) -> LinearHead | None:
     """Split a cut after-part graph (first placeholder: the activations) as :class:`LinearHead`,
-    or ``None`` when it does not begin with channel-wise operations, a flatten and a linear layer,
-    each the only user of the one before."""
+    or ``None`` when it does not begin with channel-wise operations and then a flatten and a
+    linear layer, or a pointwise convolution, each the only user of the one before."""
     nodes = list(graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     chain, node, flattened = [], placeholders[0], False
@@ -96,14 +125,16 @@ def find_linear_head(model: nn.Module, graph: fx.Graph) -> LinearHead | None:
         (node,) = node.users
         if node.all_input_nodes != [chain[-1] if chain else placeholders[0]]:
             return None
-        if node.op == "call_module" and type(model.get_submodule(node.target)) is nn.Linear:
-            if not flattened:
-                return None
+        module = model.get_submodule(node.target) if node.op == "call_module" else None
+        linear = (type(module) is nn.Linear and flattened) or (_is_pointwise(module) and not flattened)
+        if type(module) is nn.Linear and not flattened:
+            return None
+        if linear:
             prefix = fx.Graph()
             env = {placeholders[0]: prefix.placeholder("activations")}
             for step in chain:
                 env[step] = prefix.node_copy(step, lambda arg: env[arg])
-            prefix.output(env[chain[-1]])
+            prefix.output(env[chain[-1] if chain else placeholders[0]])
             rest = fx.Graph()
             env = {node: rest.placeholder("linear_output")}
             env.update({p: rest.node_copy(p) for p in placeholders[1:]})
