@@ -77,8 +77,16 @@ def peak_mib(run: Callable[[], object]) -> float:
     return peak / 2 ** 20
 
 
-def camlens_call(model, layer, methods) -> Callable[[torch.Tensor], object]:
-    return lambda images: camlens.explain(model, images, layer=layer, methods=methods)
+def camlens_call(model, layer, methods, autocast: torch.dtype | None = None) -> Callable[[torch.Tensor], object]:
+    return lambda images: camlens.explain(model, images, layer=layer, methods=methods, autocast=autocast)
+
+
+def autocast_error(model, layer, images: torch.Tensor, dtype: torch.dtype) -> float:
+    """The largest difference between Grad-CAM's maps at ``dtype`` and in float32, both min–max
+    normalized per map (so 1.0 would be a map turned inside out)."""
+    full = camlens.explain(model, images, layer=layer, methods="gradcam").maps["gradcam"]
+    low = camlens.explain(model, images, layer=layer, methods="gradcam", autocast=dtype).maps["gradcam"]
+    return float((camlens.normalize(full) - camlens.normalize(low)).abs().max())
 
 
 def slow_peers(model, layer, module) -> dict[str, Callable[[torch.Tensor], object]]:
@@ -151,12 +159,15 @@ def main() -> None:
             images = torch.randn(batch, 3, 224, 224, device=args.device)
             table = tools(model, layer, module, methods_for(name), with_six_peers=False)
             table["camlens liftcam"] = camlens_call(model, layer, ("liftcam",))
+            table["camlens gradcam, bf16 autocast"] = camlens_call(model, layer, ("gradcam",), torch.bfloat16)
             calls = {entry: (lambda run=run, images=images: run(images)) for entry, run in table.items()}
             times = timer(calls, args.rounds)
             peaks = {entry: peak_mib(call) for entry, call in calls.items()} if on_gpu else None
             print_table(f"{name}, batch {batch}", times, "floor", peaks)
             print(f"LIFT-CAM / Grad-CAM: {times['camlens liftcam'] / times['camlens gradcam']:.2f}")
-            results[f"{name} b{batch}"] = {"ms": times, "peak_mib": peaks}
+            errors = {str(dtype): autocast_error(model, layer, images, dtype) for dtype in (torch.bfloat16, torch.float16)}
+            print("autocast, max |normalized map − float32's|: " + ", ".join(f"{k} {v:.4f}" for k, v in errors.items()))
+            results[f"{name} b{batch}"] = {"ms": times, "peak_mib": peaks, "autocast_error": errors}
         images = torch.randn(1, 3, 224, 224, device=args.device)
         slow = slow_peers(model, layer, module)
         times = timer({entry: (lambda run=run, images=images: run(images)) for entry, run in slow.items()}, args.slow_rounds)

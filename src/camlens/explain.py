@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -48,6 +49,19 @@ def _check_finite(images: torch.Tensor, scores: torch.Tensor | None) -> None:
         bad = sorted({int(i) for i in (~finite).flatten(1).any(dim=1).nonzero().flatten()})
         raise ValueError(f"images contain NaN or infinite values (batch indices {bad})")
     raise ValueError("the target scores are NaN or infinite; the model's output cannot be explained")
+
+
+def _autocast(dtype: torch.dtype | None, images: torch.Tensor, names: Sequence[str]) -> Callable[[], Any]:
+    """A context factory running under :func:`torch.autocast` at ``dtype`` (or doing nothing for
+    ``None``); refuses dtypes other than bfloat16 and float16, and the perturbation methods."""
+    if dtype is None:
+        return nullcontext
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"autocast must be torch.bfloat16 or torch.float16, not {dtype}")
+    if slow := [name for name in names if METHODS[name].kind == "perturbation"]:
+        raise ValueError(f"autocast is for the gradient methods; {', '.join(slow)} evaluate the network after the "
+                         "layer against the recorded output, which low precision would blur: explain them in float32")
+    return lambda: torch.autocast(device_type=images.device.type, dtype=dtype)
 
 
 def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec, torch.device | None]:
@@ -120,6 +134,7 @@ def explain(
     batch_size: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     check_finite: bool = True,
+    autocast: torch.dtype | None = None,
 ) -> Explanation:
     """Explain ``model``'s decision on ``inputs`` with one or more CAM methods.
 
@@ -155,6 +170,12 @@ def explain(
         check_finite: refuse NaN or infinite images and target scores (the default). The check
             reads one value back from the device; with ``False``, the gradient methods' call with
             a class, top-k or region target reads nothing back, and a GPU never waits for the host.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` to run the forward and backward passes
+            under :func:`torch.autocast` (faster on GPUs with tensor cores); the activations,
+            gradients and scores are then taken to float32, so the maps are float32. For the
+            gradient family (weights, spatial and input methods) only: the perturbation methods
+            compare the network after the layer with the recorded output, which low precision
+            would blur. ``benchmarks/bench_gpu.py`` reports the maps' error against float32.
 
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
@@ -173,6 +194,7 @@ def explain(
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     target_fn = as_target(target)
     kinds = {METHODS[name].kind for name in names}
+    low_precision = _autocast(autocast, images, names)
     guided = "input" in kinds
     needs_gradients = guided or any(METHODS[name].needs_gradients for name in names)
 
@@ -180,9 +202,9 @@ def explain(
         layer_name = auto_layer(model, call_inputs) if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0]
         module = model.get_submodule(layer_name) if layer_name else model
         switch = GuidedSwitch() if guided else None
-        with GuidedReLUs(switch) if switch else nullcontext():
+        with GuidedReLUs(switch) if switch else nullcontext(), low_precision():
             forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided)
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), low_precision():
             prediction = select_output(forward.output, output, structured=target_fn.structured)
             if batch_size_of(prediction) not in (None, images.shape[0]):
                 raise ValueError(f"the model's output covers {batch_size_of(prediction)} images, the input {images.shape[0]}")
@@ -203,6 +225,10 @@ def explain(
         calls = len(forward.calls[layer_name])
         del forward  # the graph after the layer dies here
         activations, prediction = activations.detach(), detach_output(prediction)
+        if autocast is not None:  # the methods' arithmetic, and the maps, in float32
+            activations, scores = activations.float(), replace(scores, scores=scores.scores.float())
+            gradients = gradients.float() if gradients is not None else None
+            input_gradients = input_gradients.float() if input_gradients is not None else None
         call_inputs = call_inputs.detached()
         rows_activations = activations[scores.image_index]
         structured = target_fn.structured

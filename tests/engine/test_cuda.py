@@ -66,3 +66,16 @@ def test_evaluate_on_cuda_gives_the_cpu_s_records(tmp_path, no_tf32):
         assert a["predicted"] == b["predicted"]
         for key in ("average_drop", "deletion_auc", "insertion_auc", "conservation_error", "energy_pointing_game"):
             assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_maps_are_float32_and_close_to_float32_maps_on_cuda(dtype, no_tf32):
+    torch.manual_seed(0)
+    model = resnet18(num_classes=10).eval().cuda()
+    images = torch.randn(2, 3, 64, 64, device="cuda")
+    full = camlens.explain(model, images, layer="layer4", methods=["gradcam", "layercam"])
+    low = camlens.explain(model, images, layer="layer4", methods=["gradcam", "layercam"], autocast=dtype)
+    for method, saliency in full.maps.items():
+        assert low.maps[method].dtype == torch.float32
+        a, b = camlens.normalize(saliency).flatten(1), camlens.normalize(low.maps[method]).flatten(1)
+        assert torch.nn.functional.cosine_similarity(a, b).min() > 0.98, method
