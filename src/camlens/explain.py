@@ -16,7 +16,7 @@ from .engine.after import AfterLayer
 from .engine.capture import Forward, record_forward
 from .engine.inputs import ImageKey, as_inputs
 from .engine.layers import LayerSpec, auto_layer, resolve_layer
-from .engine.modelstate import evaluation_mode
+from .engine.modelstate import evaluation_mode, model_device
 from .engine.outputs import OutputSelector, batch_size_of, detach_output, select_output
 from .explanation import Explanation
 from .methods import METHODS, check_method_names
@@ -72,7 +72,7 @@ def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec
     if not isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         return model, layer, None
     inner = model.module
-    device = next(inner.parameters()).device if any(True for _ in inner.parameters()) else None
+    device = model_device(inner)
     warnings.warn(f"explaining the module inside {type(model).__name__} (model.module) on {device}, "
                   "with the inputs moved there as the wrapper would", UserWarning, stacklevel=3)
     if isinstance(layer, str) and layer.startswith("module."):
@@ -184,7 +184,7 @@ def explain(
     model, layer, wrapper_device = _unwrapped(model, layer)
     call_inputs = as_inputs(inputs, image)
     if wrapper_device is not None:
-        call_inputs = call_inputs.map(lambda value, _: value.to(wrapper_device) if torch.is_tensor(value) else value)
+        call_inputs = call_inputs.to(wrapper_device)
     images = call_inputs.image
     _check_images(images)
     options = dict(options or {})

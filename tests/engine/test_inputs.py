@@ -137,3 +137,17 @@ def test_keyword_inputs_and_guided_backprop_differentiate_the_image(batch):
     assert explanation.input_maps["guided_backprop"].shape == images.shape
     plain = camlens.explain(model, Inputs(images, question=question), layer="relu", methods="gradcam")
     torch.testing.assert_close(explanation.weights["gradcam"], 3 * plain.weights["gradcam"])
+
+
+def test_inputs_move_to_a_device_and_a_model_says_where_it_is():
+    from torch import nn
+
+    from camlens.engine.inputs import as_inputs
+    from camlens.engine.modelstate import model_device
+
+    images, tokens = torch.rand(2, 3, 8, 8, dtype=torch.float64), torch.tensor([[1, 2], [3, 4]])
+    moved = as_inputs((images, tokens, "greedy")).to("meta")
+    assert [getattr(a, "device", a) for a in moved.args] == [torch.device("meta")] * 2 + ["greedy"]
+    assert moved.image_key == 0 and moved.args[0].dtype == torch.float64
+    assert as_inputs(images).to(None).image is images
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu") and model_device(nn.ReLU()) is None

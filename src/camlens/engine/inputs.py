@@ -87,6 +87,10 @@ class ModelInputs:
     def detached(self) -> ModelInputs:
         return self.map(lambda value, _: value.detach() if isinstance(value, torch.Tensor) else value)
 
+    def to(self, device: torch.device | str | None) -> ModelInputs:
+        """Every tensor argument on ``device`` (``None``: where it is)."""
+        return self.map(lambda value, _: value.to(device) if isinstance(value, torch.Tensor) else value)
+
     def __call__(self, model: Callable[..., object]) -> object:
         return model(*self.args, **self.kwargs)
 

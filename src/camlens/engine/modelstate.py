@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 
-__all__ = ["evaluation_mode"]
+__all__ = ["evaluation_mode", "model_device"]
 
 
 @contextmanager
@@ -25,3 +26,9 @@ def evaluation_mode(model: nn.Module, enabled: bool = True) -> Iterator[nn.Modul
     finally:
         for module, training in flags:
             module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """Where the model's parameters are (its first one's device); ``None`` for a model without any."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else None

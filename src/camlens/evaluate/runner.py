@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import ImageReadError, Sample, boxes_in_input, mask_in_input, read_image
+from ..engine.modelstate import model_device
 from ..explain import explain
 from ..explanation import Explanation
 from ..metrics import axioms, faithfulness, localization
@@ -167,7 +168,7 @@ def _evaluate_sample(model: LoadedModel, sample: Sample, methods: tuple[str, ...
                      layer: str, groups: Sequence[str], protocol: Protocol, batch_size: int, diagnose: bool, out: Path,
                      options: dict | None) -> list[dict]:
     original = read_image(sample.path)
-    image = model.preprocessing(original)[None].to(next(model.model.parameters()).device)  # on the model's device
+    image = model.preprocessing(original)[None].to(model_device(model.model))
     run = lambda target: explain(model.model, image, layer=layer, methods=explained, target=target,  # noqa: E731
                                  options=options)
     locating = "localization" in groups

@@ -28,6 +28,8 @@ from tqdm import tqdm
 
 from ..data.geometry import Box
 from ..data.scenes import LABELS, SHAPES, VOCABULARY, Scene, scene_tensors
+from ..engine.inputs import as_inputs
+from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in, pointing_hit
 from ..models.scenes import LAYER, caption_tokens, question_tokens
@@ -81,13 +83,13 @@ def point_at_objects(task: str, model: nn.Module, scenes: Sequence[Scene], metho
     """For each method, the mean ``pointing`` hit rate and ``energy`` share over every row of every
     scene (see the module docstring), and ``rows``: how many rows were scored. The scenes are
     explained on the model's device."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     hits = {m: [] for m in methods}
     energy = {m: [] for m in methods}
     for scene in tqdm(scenes, desc=f"pointing ({task})", unit="scene", disable=not progress):
         query = scene_queries(task, scene)
-        inputs = tuple(t.to(device) for t in query.inputs) if isinstance(query.inputs, tuple) else query.inputs.to(device)
-        explanation = explain(model, inputs, layer=LAYER, methods=methods, target=query.target)
+        explanation = explain(model, as_inputs(query.inputs).to(device), layer=LAYER, methods=methods,
+                              target=query.target)
         size = tuple(explanation.maps[methods[0]].shape[-2:])
         for row, (region, box) in enumerate(zip(query.regions, query.boxes, strict=True)):
             region = region.to(device)
