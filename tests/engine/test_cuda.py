@@ -52,7 +52,7 @@ def test_a_multi_input_scene_model_explains_on_cuda(no_tf32):
 
 def test_evaluate_on_cuda_gives_the_cpu_s_records(tmp_path, no_tf32):
     from camlens.cli import main
-    from camlens.evaluate.records import read_results
+    from camlens.evaluate import read_results
     from support import photo_dataset
 
     dataset = photo_dataset(tmp_path)

@@ -26,7 +26,7 @@ from ..models import LoadedModel
 from ..report.figures import diagnosis
 from ..targets import TopK
 from .protocol import Protocol, settle_protocol
-from .records import append_results, read_results
+from ..data.jsonl import append_jsonl, read_jsonl
 from .summary import Summary, summarize
 
 __all__ = ["check_groups", "check_dataset", "evaluate"]
@@ -143,7 +143,7 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     if not resume and path.exists():
         path.unlink()
     settle_protocol(out / "protocol.json", protocol, model, layer or model.layer, resume and path.exists())
-    done = {(r["id"], r["method"]) for r in read_results(path)}
+    done = {(r["id"], r["method"]) for r in read_jsonl(path)}
     methods = tuple(methods)
     extra = (("ablationcam",) if "axioms" in groups else ()) + (("shapley",) if "shapley" in groups else ())
     explained = tuple(dict.fromkeys(methods + extra))
@@ -158,8 +158,8 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
                                            diagnose, out, options)
             except ImageReadError as error:  # recorded, so that a resumed run does not retry it forever
                 records = [{"id": sample.id, "method": m, "error": str(error)} for m in methods]
-            append_results(results, (r for r in records if (r["id"], r["method"]) not in done))
-    summary = summarize(read_results(path), methods)
+            append_jsonl(results, (r for r in records if (r["id"], r["method"]) not in done))
+    summary = summarize(read_jsonl(path), methods)
     summary.write(out)
     return summary
 
