@@ -22,9 +22,9 @@ from pathlib import Path
 from .geometry import Box
 from .labels import imagenet_wnids
 
-__all__ = ["Sample", "load_dataset", "read_voc_xml", "load_voc"]
+__all__ = ["Sample", "load_dataset", "read_voc_xml", "load_voc", "IMAGE_COLUMNS", "find_column"]
 
-_IMAGE_COLUMNS = ("file", "filename", "image", "path")
+IMAGE_COLUMNS = ("file", "filename", "image", "path")
 _LABEL_COLUMNS = ("class_index", "index", "label", "class")
 _BOX_COLUMNS = (("x0_file", "y0_file", "x1_file", "y1_file"), ("x0", "y0", "x1", "y1"), ("xmin", "ymin", "xmax", "ymax"))
 
@@ -44,7 +44,9 @@ class Sample:
         return [box for cls, box in self.boxes if cls == class_index]
 
 
-def _column(header: Sequence[str], names: Sequence[str], what: str, path: Path, required: bool = True) -> str | None:
+def find_column(header: Sequence[str], names: Sequence[str], what: str, path: Path, required: bool = True) -> str | None:
+    """The first of ``names`` in a CSV's ``header``; none found is a ``ValueError`` naming the
+    file, what was looked for and what the header has (or ``None`` when not ``required``)."""
     for name in names:
         if name in header:
             return name
@@ -64,8 +66,8 @@ def load_dataset(path: str | Path, images: str | Path | None = None) -> list[Sam
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
-        image_column = _column(header, _IMAGE_COLUMNS, "image", path)
-        label_column = _column(header, _LABEL_COLUMNS, "label", path)
+        image_column = find_column(header, IMAGE_COLUMNS, "image", path)
+        label_column = find_column(header, _LABEL_COLUMNS, "label", path)
         box_columns = next((names for names in _BOX_COLUMNS if all(n in header for n in names)), None)
         mask_column = "mask" if "mask" in header else None
         merged: dict[str, dict] = {}

@@ -7,7 +7,7 @@ when loading many files, the bad ones are reported and skipped, and the rest are
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +16,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .preprocessing import Preprocessing
+from .sources import image_paths
 
-__all__ = ["ImageReadError", "ImageBatch", "read_image", "load_images", "IMAGE_SUFFIXES"]
+__all__ = ["ImageReadError", "ImageBatch", "read_image", "load_images", "fit_within"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 
 
@@ -83,25 +83,28 @@ class ImageBatch:
     failures: list[ImageReadError] = field(default_factory=list)
 
 
-def _expand(sources: Iterable[str | Path]) -> list[Path]:
-    paths: list[Path] = []
-    for source in sources:
-        source = Path(source)
-        if source.is_dir():
-            paths += sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            paths.append(source)
-    return paths
+def fit_within(image: Image.Image, max_side: int | None) -> tuple[Image.Image, float]:
+    """``image`` scaled down (never up) so that its longest side is at most ``max_side`` pixels
+    (``None`` or 0: as it is), and the scale applied. Pictures of a 12-megapixel photo need not
+    be made at 12 megapixels."""
+    longest = max(image.size)
+    if not max_side or longest <= max_side:
+        return image, 1.0
+    scale = max_side / longest
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.BILINEAR, reducing_gap=2.0), scale
 
 
 def load_images(sources: Sequence[str | Path], preprocessing: Preprocessing, skip_errors: bool = True) -> ImageBatch:
-    """Files and folders (searched recursively for image files) → an :class:`ImageBatch`.
+    """Files, folders, patterns and CSV lists (see :func:`~camlens.data.sources.image_paths`) →
+    an :class:`ImageBatch`, every image in memory at once; for many photos, stream them with
+    :func:`~camlens.data.stream.stream_photos`.
 
     With ``skip_errors`` (the default) a bad file is recorded in ``failures`` and the others are
     kept; otherwise the first bad file raises :class:`ImageReadError`.
     """
     originals, paths, failures = [], [], []
-    for path in _expand(sources):
+    for path in image_paths(sources):
         try:
             originals.append(read_image(path))
             paths.append(path)

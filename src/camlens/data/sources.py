@@ -1,0 +1,51 @@
+"""Which files to read: folders (searched recursively), glob patterns and CSV lists of images,
+expanded to paths without opening a single image, so that a folder of any size streams."""
+
+from __future__ import annotations
+
+import csv
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+from .datasets import IMAGE_COLUMNS, find_column
+
+__all__ = ["IMAGE_SUFFIXES", "image_paths"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _csv_paths(path: Path) -> list[Path]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        column = find_column(reader.fieldnames or [], IMAGE_COLUMNS, "image", path)
+        names = dict.fromkeys(row[column] for row in reader if row[column])  # a boxes CSV repeats its images
+    return [path.parent / name for name in names]
+
+
+def image_paths(sources: Iterable[str | Path]) -> list[Path]:
+    """The image files named by ``sources``, in order, each once:
+
+    - a folder: its image files (by suffix: :data:`IMAGE_SUFFIXES`), recursively, sorted;
+    - a ``.csv`` file: the files of its image column (``file``, ``filename``, ``image`` or
+      ``path``), relative to the CSV's folder unless absolute — so an evaluation dataset's
+      ``labels.csv`` or ``annotations.csv`` is also a list of photos;
+    - a pattern with ``*``, ``?`` or ``[`` that names no file: the files it matches (``**``
+      descends into folders), sorted; a pattern matching nothing is kept as is, so that reading
+      it reports "no such file";
+    - anything else: itself (a missing or unreadable file is reported when it is read).
+    """
+    found: dict[Path, None] = {}
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            matches = _csv_paths(path)
+        elif not path.exists() and _GLOB_CHARACTERS & set(str(source)):
+            matches = [Path(p) for p in sorted(glob.glob(str(source), recursive=True)) if Path(p).is_file()] or [path]
+        else:
+            matches = [path]
+        found.update(dict.fromkeys(matches))
+    return list(found)
