@@ -47,9 +47,57 @@ def test_box_from_map_finds_the_box_and_the_largest_component():
     assert box_from_map(torch.zeros(5, 5)) == (0, 0, 5, 5)
 
 
-def test_draw_box_and_grid():
+def test_draw_box():
     boxed = np.asarray(draw_box(Image.new("RGB", (20, 20)), (2, 3, 10, 12), color="lime", width=1))
     assert tuple(boxed[3, 5]) == (0, 255, 0) and tuple(boxed[11, 9]) == (0, 255, 0) and tuple(boxed[7, 5]) == (0, 0, 0)
-    panels = [[Image.new("RGB", (10, 10))] * 3, [Image.new("RGB", (10, 10))] * 3]
-    picture = grid(panels, [["a", "b", "c"]] * 2, ["row 1", "row 2"], panel_inches=1.0)
-    assert picture.width == 300 and picture.height == 270  # 3 × 1.0 in by 2 × 1.35 in at 100 dpi
+
+
+def test_grid_places_each_panel_scaled_into_its_square_under_its_title():
+    colours = [[(255, 0, 0), (0, 255, 0), (0, 0, 255)], [(255, 255, 0), None, (0, 255, 255)]]
+    panels = [[None if c is None else Image.new("RGB", (20, 10), c) for c in row] for row in colours]
+    long_title = "a title far too long for a fifty pixel panel"
+    picture = grid(panels, [["a", long_title, "c"]] * 2, ["row 1", "row 2"], panel_size=50, font_size=10)
+    gap, line = 4, 16  # the sheet's spacing, and a text line of a 10-pixel font
+    row_height = 2 * line + 50 + gap
+    assert picture.size == (gap + 3 * (50 + gap), gap + 2 * row_height)
+    pixels = np.asarray(picture)
+    for r, row in enumerate(colours):
+        for c, colour in enumerate(row):
+            # a 20×10 panel scaled to 50×25, centered vertically in its 50×50 square
+            x, y = gap + c * (50 + gap) + 25, gap + r * row_height + 2 * line + 25
+            assert tuple(pixels[y, x]) == (colour or (255, 255, 255))
+            assert tuple(pixels[y - 20, x]) == (255, 255, 255)  # above the scaled panel: the sheet's white
+    title_band = pixels[gap + line: gap + 2 * line, gap + 50 + gap: gap + 2 * (50 + gap)]
+    assert (title_band < 128).any() and (title_band[:, -gap:] == 255).all()  # the long title is cut to its panel
+
+
+def test_overview_pages_hold_at_most_per_page_rows(tmp_path):
+    from camlens.report.overview import OverviewPages
+
+    pages = OverviewPages(tmp_path, per_page=2, thumbnail=32)
+    for index in range(5):
+        pages.add([Image.new("RGB", (64, 48), (index * 40, 0, 0))], [f"photo {index}"], f"row {index}")
+    assert pages.written == ["overview-001.png", "overview-002.png"]  # the third waits for more rows
+    pages.flush()
+    assert pages.written[-1] == "overview-003.png"
+    heights = [Image.open(tmp_path / name).height for name in pages.written]
+    assert heights[0] == heights[1] and heights[2] < 0.6 * heights[0]
+    with pytest.raises(ValueError, match="at least one photo"):
+        OverviewPages(tmp_path, per_page=0)
+
+
+def test_overlay_colours_by_the_colormap_and_bounds_the_resolution():
+    photo = Image.new("RGB", (4000, 3000), (90, 90, 90))
+    saliency = torch.zeros(4, 4)
+    saliency[:2] = 1.0  # hot top half, cold bottom half
+    picture = np.asarray(overlay(photo, saliency, cmap="jet", alpha=0.5)).astype(int)
+    assert picture.shape == (1536, 2048, 3)  # the longest side scaled to the default 2048
+    from matplotlib import colormaps
+
+    for y, level in ((100, 1.0), (1400, 0.0)):
+        expected = np.round(0.5 * 90 + 0.5 * np.round(np.asarray(colormaps["jet"](level)[:3]) * 255))
+        assert np.abs(picture[y, 1000] - expected).max() <= 1
+    full = overlay(photo, saliency, max_side=None)
+    assert full.size == (4000, 3000)
+    with pytest.raises(ValueError, match="unknown colormap 'jett'"):
+        overlay(photo, saliency, cmap="jett")

@@ -4,7 +4,8 @@ Imports only torch, numpy, Pillow, matplotlib, :mod:`camlens.data` and the resul
 (:mod:`camlens.explanation`); import-linter checks it. Everything returns PIL images.
 """
 
-from .figures import diagnosis, grid, plot_curves
-from .pictures import draw_box, overlay, render_attribution
+from .figures import diagnosis, plot_curves
+from .pictures import colormap_table, draw_box, overlay, render_attribution
+from .sheets import grid
 
-__all__ = ["overlay", "render_attribution", "draw_box", "grid", "diagnosis", "plot_curves"]
+__all__ = ["overlay", "colormap_table", "render_attribution", "draw_box", "grid", "diagnosis", "plot_curves"]

@@ -1,7 +1,7 @@
-"""Figures of several pictures or curves, laid out with matplotlib: grids of panels, the Grad-CAM
-paper's failure diagnosis, the mean deletion and insertion curves.
+"""Figures: the Grad-CAM paper's failure diagnosis (a sheet of overlays), and the mean deletion
+and insertion curves, plotted with matplotlib.
 
-A figure gets its own Agg canvas: no pyplot, no global backend switch.
+A plot gets its own Agg canvas: no pyplot, no global backend switch.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from PIL import Image
 
 from ..data.geometry import Box
 from .pictures import overlay
+from .sheets import grid
 
-__all__ = ["grid", "diagnosis", "plot_curves"]
+__all__ = ["diagnosis", "plot_curves"]
 
 
 def _figure(width: float, height: float):
@@ -32,28 +33,6 @@ def _to_image(figure) -> Image.Image:
     figure.tight_layout()
     canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
-
-
-def grid(panels: Sequence[Sequence[Image.Image | None]], titles: Sequence[Sequence[str]] | None = None,
-         row_labels: Sequence[str] | None = None, panel_inches: float = 2.6) -> Image.Image:
-    """Panels arranged in rows (e.g. one row per class, one column per method) with a title over
-    each panel and an optional label per row; a ``None`` panel is left blank. Rendered with
-    matplotlib at 100 dpi."""
-    rows, cols = len(panels), max(len(row) for row in panels)
-    figure = _figure(panel_inches * cols, (panel_inches + 0.35) * rows)
-    axes = figure.subplots(rows, cols, squeeze=False)
-    for r, row in enumerate(panels):
-        for c in range(cols):
-            axis = axes[r][c]
-            axis.axis("off")
-            if c < len(row) and row[c] is not None:
-                axis.imshow(row[c])
-                if titles is not None:
-                    axis.set_title(titles[r][c], fontsize=9)
-        if row_labels is not None:
-            axes[r][0].text(-0.04, 0.5, row_labels[r], transform=axes[r][0].transAxes, rotation=90,
-                            va="center", ha="right", fontsize=9)
-    return _to_image(figure)
 
 
 def diagnosis(image: Image.Image, predicted: dict[str, torch.Tensor], true: dict[str, torch.Tensor],

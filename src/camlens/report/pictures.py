@@ -1,6 +1,7 @@
 """Pictures of one map: an overlay on the photo, an input-resolution attribution, a box.
 
-Everything returns PIL images, which Jupyter displays as they are. Colormaps come from matplotlib.
+Everything returns PIL images, which Jupyter displays as they are. Colormaps come from matplotlib,
+sampled once per picture into a lookup table.
 """
 
 from __future__ import annotations
@@ -10,36 +11,51 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..data.geometry import Box
+from ..data.images import fit_within
+from ..data.stream import DISPLAY_MAX_SIDE
 from ..explanation import normalize
 
-__all__ = ["overlay", "render_attribution", "draw_box"]
+__all__ = ["overlay", "colormap_table", "render_attribution", "draw_box"]
 
 
-def _colormaps():
+def colormap_table(cmap: str = "jet") -> np.ndarray:
+    """matplotlib's colormap ``cmap`` sampled at 256 levels: a (256, 3) uint8 lookup table, so
+    that coloring a map is one indexing operation rather than a per-pixel call to matplotlib."""
     try:
         from matplotlib import colormaps
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("pictures need matplotlib: pip install matplotlib") from error
-    return colormaps
+    if cmap not in colormaps:
+        raise ValueError(f"unknown colormap {cmap!r}; matplotlib has e.g. jet, viridis, inferno, turbo")
+    levels = colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3]
+    return (levels * 255 + 0.5).astype(np.uint8)
 
 
-def overlay(image: Image.Image, saliency: torch.Tensor, box: Box | None = None, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
+def overlay(image: Image.Image, saliency: torch.Tensor, box: Box | None = None, cmap: str = "jet", alpha: float = 0.5,
+            max_side: int | None = DISPLAY_MAX_SIDE) -> Image.Image:
     """Blend a map (h, w), min–max normalized and colored with matplotlib's ``cmap``, over
-    ``image`` at the image's own resolution. ``box`` (x0, y0, x1, y1) is the region of the image
-    the map covers (e.g. :meth:`Preprocessing.crop_box`; the whole image by default); outside it
-    the photo is shown as is."""
+    ``image``: ``(1 − alpha) · photo + alpha · color(map)``. ``box`` (x0, y0, x1, y1) is the
+    region of ``image`` the map covers (e.g. :meth:`Preprocessing.crop_box`; the whole image by
+    default); outside it the photo is shown as is.
+
+    The picture has the image's resolution, scaled down so that its longest side is at most
+    ``max_side`` pixels (``None``: the full resolution). The map is upsampled bilinearly in
+    float32 and colored through a 256-level lookup table (:func:`colormap_table`)."""
     if saliency.dim() != 2:
         raise ValueError(f"overlay takes one map of shape (h, w), not {tuple(saliency.shape)}")
-    image = image.convert("RGB")
-    x0, y0, x1, y1 = (round(v) for v in (box or (0, 0, image.width, image.height)))
+    image, scale = fit_within(image.convert("RGB"), max_side)
+    x0, y0, x1, y1 = (round(v * scale) for v in (box or (0, 0, image.width / scale, image.height / scale)))
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.width), min(y1, image.height)
+    photo = np.array(image)
+    if x1 <= x0 or y1 <= y0:
+        return Image.fromarray(photo)
     scaled = normalize(saliency.detach().float().cpu()[None])
     resized = torch.nn.functional.interpolate(scaled[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0]
-    colored = _colormaps()[cmap](resized.clamp(0, 1).numpy())[..., :3]
-    photo = np.asarray(image, dtype=np.float64) / 255
-    blended = photo.copy()
-    blended[y0:y1, x0:x1] = (1 - alpha) * photo[y0:y1, x0:x1] + alpha * colored
-    return Image.fromarray(np.clip(blended * 255 + 0.5, 0, 255).astype(np.uint8))
+    levels = (resized.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    colored = colormap_table(cmap)[levels].astype(np.float32)
+    region = photo[y0:y1, x0:x1].astype(np.float32)
+    photo[y0:y1, x0:x1] = np.clip((1 - alpha) * region + alpha * colored + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(photo)
 
 
 def render_attribution(attribution: torch.Tensor, percentile: float = 99.5) -> Image.Image:
