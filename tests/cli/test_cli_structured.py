@@ -33,7 +33,7 @@ def test_a_caption_gets_one_map_per_word(scene, tmp_path, capsys):
     assert manifest["caption"] == "a red circle"
     words = manifest["images"][0]["classes"]
     assert [(w["name"], w["position"]) for w in words] == [("a", 0), ("red", 1), ("circle", 2)]
-    assert (out / "scene" / "layercam__01_red.png").is_file()
+    assert (out / "scene" / "layercam__01_red.jpg").is_file()
     maps = torch.load(out / "scene" / "maps.pt", weights_only=True)
     assert maps["positions"].tolist() == [0, 1, 2] and maps["maps"]["gradcam"].shape == (3, 64, 64)
 

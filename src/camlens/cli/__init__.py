@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from . import evaluate, explain, layers, models
-from .common import EXAMPLES, EXIT_USAGE, UsageError
+from .common import EXAMPLES, EXIT_USAGE, UsageError, check_counts
 
 __all__ = ["main", "parser", "COMMANDS"]
 
@@ -36,9 +36,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = parser()
     args = arguments.parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
-        arguments.error("--batch-size must be at least 1")
     try:
+        check_counts(args)
         return args.run(args)
     except UsageError as error:
         print(f"camlens: error: {error}", file=sys.stderr)

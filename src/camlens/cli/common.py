@@ -14,7 +14,7 @@ from ..methods import check_method_names
 from ..models import LoadedModel, load
 
 __all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "versions", "load_model",
-           "method_names", "parse_device", "add_device_option", "add_model_options", "subcommand"]
+           "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -44,6 +44,18 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+# options that count something, with the least each may be
+_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0}
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """A usage error for a count option below its least value (``--batch-size 0``)."""
+    for name, least in _LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
 
 
 def load_model(name: str, weights: str | None) -> LoadedModel:

@@ -1,10 +1,13 @@
-"""``camlens explain``: overlays per method and class, a grid and the raw maps per image, one
-manifest for the run."""
+"""``camlens explain``: overlays per method and class, a grid and the raw maps per photo, pages
+of thumbnails, and a manifest for the run.
+
+Photos stream: they are read by background threads a few batches ahead, explained a batch at a
+time, and their files and manifest lines written as each batch ends, so that memory stays bounded
+whatever the folder's size and a killed run can be resumed (``--resume``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,14 +16,13 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..data import Box, load_images
+from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, Photo, image_paths, stream_photos
 from ..engine.layers import LayerSpec
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import METHODS
-from ..metrics.localization import box_from_map
 from ..models import LoadedModel
-from ..report import draw_box, grid, overlay, render_attribution
+from ..report.overview import PER_PAGE, OverviewPages
 from ..targets import NoMatchingDetection
 from .common import (
     EXIT_INPUT_FAILED,
@@ -35,7 +37,9 @@ from .common import (
     subcommand,
     versions,
 )
-from .queries import build_query, predictions, row_probability
+from .manifest import RunManifest
+from .photo_outputs import SAVE_OPTIONS, overview_row, overview_row_from_files, write_photo
+from .queries import build_query, predictions
 
 __all__ = ["add_parser", "run", "DEFAULT_METHODS"]
 
@@ -52,13 +56,16 @@ def _unique_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-
-
 def _print_predictions(stem: str, predicted: list[dict]) -> None:
     cells = "  ".join(f"{i + 1}. {c['name']} ({c['index']}) {c['probability']:.3f}" for i, c in enumerate(predicted))
     print(f"{stem:24s} {cells}")
+
+
+def _fresh_start(out: Path) -> None:
+    """Remove what an earlier run's summary files would leave stale (its photos' folders are
+    overwritten photo by photo)."""
+    for stale in [out / "manifest.json", out / "overview.png", *out.glob("overview-[0-9][0-9][0-9].png")]:
+        stale.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,150 +75,103 @@ def run(args: argparse.Namespace) -> int:
     query = build_query(args, loaded, device)
     layer: LayerSpec = query.layer
     model = query.model.to(device)
-
-    batch = load_images(args.images, loaded.preprocessing)
-    for failure in batch.failures:
-        print(f"camlens: skipped {failure}", file=sys.stderr)
-    if not batch.paths:
-        print("camlens: error: no image could be read", file=sys.stderr)
-        return EXIT_INPUT_FAILED if batch.failures else EXIT_USAGE
+    paths = image_paths(args.images)
+    if not paths:
+        raise UsageError(f"no image files in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(batch.paths)
-    records, overview, overview_titles = [], [], []
-    resolved_layer = None
-    starts = range(0, len(batch.paths), args.batch_size)
-    progress = _progress(starts, len(batch.paths) > 4, args.batch_size)
-    failures = [(str(f.path), f.reason) for f in batch.failures]
-    for start in progress:
-        chunk = list(range(start, min(start + args.batch_size, len(batch.paths))))
-        for indices, explanation in _explain_chunk(model, query, batch, chunk, device, layer, methods, failures):
-            resolved_layer = explanation.layer
-            for offset, index in enumerate(indices):
-                path, original, stem = batch.paths[index], batch.originals[index], stems[index]
-                rows = (explanation.image_index == offset).nonzero().flatten().tolist()
-                predicted, probabilities = predictions(loaded, explanation.outputs, offset)
-                record, panels = _write_image(out, stem, path, original, explanation, rows, predicted, probabilities,
-                                              loaded, args.boxes)
-                records.append(record)
-                overview.append(panels)
-                overview_titles.append([Path(path).name] + [f"{m}: {record['classes'][0]['name']}" for m in methods])
-                _print_predictions(stem, predicted)
-    if not records:  # every photo missed its --box: the boxes, not the photos, are wrong
-        raise UsageError(failures[-1][1])
+    max_side = args.max_side or None
+    settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": layer,
+                "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side, "format": args.format}
+    info = {"camlens": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": ["camlens", *sys.argv[1:]], "device": str(device), "preprocessing": _describe(loaded),
+            "versions": versions()}
+    if not args.resume:
+        _fresh_start(out)
+    manifest = RunManifest(out, settings, info, resume=args.resume)
+    stems = dict(zip(paths, _unique_stems(paths)))  # over every input, so that a resumed run names alike
+    todo = [path for path in paths if str(path) not in manifest.done]
+    pages = _resumed_pages(out, manifest, methods)
 
-    manifest = {
-        "camlens": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": ["camlens", *sys.argv[1:]],
-        "model": loaded.name,
-        "weights": str(args.weights) if args.weights else None,
-        "layer": resolved_layer,
-        "methods": list(methods),
-        **query.description,
-        "device": str(device),
-        "preprocessing": vars(loaded.preprocessing) if hasattr(loaded.preprocessing, "__dict__") else repr(loaded.preprocessing),
-        "images": records,
-        "failures": [{"file": file, "reason": reason} for file, reason in failures],
-        "versions": versions(),
-    }
-    grid(overview, overview_titles).save(out / "overview.png")  # one row per image: its first class, every method
-    manifest["overview"] = "overview.png"
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(records)} image(s) to {out}/ (manifest.json lists every file)")
-    if failures:
-        print(f"camlens: {len(failures)} input(s) failed: {', '.join(file for file, _ in failures)}", file=sys.stderr)
+    missed: list[str] = []  # photos where no detection matched a --box
+    resolved_layer = next((r["layer"] for r in manifest.done.values() if "layer" in r), None)
+    with tqdm(total=len(todo), desc="explaining", unit="photo", file=sys.stderr, disable=len(todo) <= 4) as progress:
+        for batch in stream_photos(todo, loaded.preprocessing, args.batch_size, args.workers, max_side):
+            for failure in batch.failures:
+                manifest.add_failure(str(failure.path), failure.reason)
+                tqdm.write(f"camlens: skipped {failure}", file=sys.stderr)
+            for photos, explanation in _explain_chunk(model, query, batch.photos, batch.tensor, device, layer, methods,
+                                                      manifest, missed):
+                resolved_layer = explanation.layer
+                for offset, photo in enumerate(photos):
+                    rows = (explanation.image_index == offset).nonzero().flatten().tolist()
+                    predicted, probabilities = predictions(loaded, explanation.outputs, offset)
+                    record, pictures = write_photo(out, stems[photo.path], photo, explanation, rows, predicted,
+                                                   probabilities, loaded, args.boxes, args.format)
+                    record["layer"] = explanation.layer
+                    manifest.add_image(record)
+                    pages.add(pictures, *overview_row(record, methods))
+                    _print_predictions(stems[photo.path], predicted)
+            progress.update(len(batch.photos) + len(batch.failures))
+    pages.flush()
+    if not manifest.done:  # nothing explained: every photo failed, or every one missed its --box
+        manifest.close({"layer": resolved_layer, "overview": pages.written})
+        if missed:  # every photo read missed its --box: the boxes, not the photos, are wrong
+            raise UsageError(missed[-1])
+        print("camlens: error: no image could be read", file=sys.stderr)
+        return EXIT_INPUT_FAILED
+    written = manifest.close({"layer": resolved_layer, "overview": _page_names(pages)})
+    print(f"wrote {len(manifest.done)} image(s) to {out}/ ({written.name} lists every file; "
+          f"overview in {len(_page_names(pages))} page(s))")
+    if manifest.failures:
+        files = [file for file, _ in manifest.failures]
+        print(f"camlens: {len(files)} input(s) failed: {', '.join(files[:10])}{' …' if len(files) > 10 else ''}",
+              file=sys.stderr)
         return EXIT_INPUT_FAILED
     return EXIT_OK
 
 
-def _explain_chunk(model, query, batch, chunk: list[int], device, layer, methods,
-                   failures: list[tuple[str, str]]) -> list[tuple[list[int], Explanation]]:
-    """The explanation of a chunk of photos, as (photo indices, explanation) pairs. A photo where
-    no detection matches a ``--box`` is recorded in ``failures`` and the others go on: the chunk
-    is then explained photo by photo. Other errors are usage errors."""
+def _describe(loaded: LoadedModel) -> dict | str:
+    return vars(loaded.preprocessing) if hasattr(loaded.preprocessing, "__dict__") else repr(loaded.preprocessing)
+
+
+def _page_names(pages: OverviewPages) -> list[str]:
+    return [OverviewPages.name(page) for page in range(1, pages.page)]
+
+
+def _resumed_pages(out: Path, manifest: RunManifest, methods: tuple[str, ...]) -> OverviewPages:
+    """The overview pages going on after the photos already explained: finished pages stay as
+    they are, and the page a killed run left unwritten is refilled from its photos' files."""
+    done = list(manifest.done.values())
+    pages = OverviewPages(out, first_page=len(done) // PER_PAGE + 1)
+    for record in done[len(done) - len(done) % PER_PAGE:]:
+        pictures = overview_row_from_files(out, record, methods, pages.thumbnail)
+        pages.add(pictures, *overview_row(record, methods))
+    return pages
+
+
+def _explain_chunk(model, query, photos: list[Photo], tensor: torch.Tensor, device, layer, methods,
+                   manifest: RunManifest, missed: list[str]) -> list[tuple[list[Photo], Explanation]]:
+    """The explanation of a chunk of photos, as (photos, explanation) pairs. A photo where no
+    detection matches a ``--box`` is recorded as failed and the others go on: the chunk is then
+    explained photo by photo. Other errors are usage errors."""
+    if not photos:
+        return []
     try:
-        inputs, target = query.build(batch.tensor[chunk].to(device), [batch.originals[i] for i in chunk])
-        return [(chunk, explain(model, inputs, layer=layer, methods=methods, target=target))]
+        inputs, target = query.build(tensor.to(device), [photo.size for photo in photos])
+        return [(photos, explain(model, inputs, layer=layer, methods=methods, target=target))]
     except NoMatchingDetection as error:
-        if len(chunk) > 1:
-            return [pair for index in chunk
-                    for pair in _explain_chunk(model, query, batch, [index], device, layer, methods, failures)]
-        failures.append((str(batch.paths[chunk[0]]), str(error)))
-        print(f"camlens: skipped {batch.paths[chunk[0]]}: {error}", file=sys.stderr)
+        if len(photos) > 1:
+            return [pair for i in range(len(photos))
+                    for pair in _explain_chunk(model, query, photos[i:i + 1], tensor[i:i + 1], device, layer, methods,
+                                               manifest, missed)]
+        manifest.add_failure(str(photos[0].path), str(error))
+        missed.append(str(error))
+        tqdm.write(f"camlens: skipped {photos[0].path}: {error}", file=sys.stderr)
         return []
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from error
-
-
-def _progress(iterable, enabled: bool, step: int):
-    return tqdm(iterable, desc=f"explaining (batches of {step})", unit="batch", file=sys.stderr, disable=not enabled)
-
-
-def _write_image(out: Path, stem: str, path: Path, original, explanation: Explanation, rows: list[int],
-                 predicted: list[dict], probabilities: torch.Tensor | None, loaded: LoadedModel,
-                 boxes: bool) -> tuple[dict, list]:
-    """Writes one image's overlays, grid and raw maps; returns its manifest record and the panels
-    of its first class (for the overview)."""
-    folder = out / stem
-    folder.mkdir(parents=True, exist_ok=True)
-    box = loaded.preprocessing.crop_box(original.size)
-    files, panels, titles, labels, classes = [], [], [], [], []
-    for row in rows:
-        cls = int(explanation.targets[row])
-        name = loaded.class_names[cls] if cls >= 0 else "target"
-        probability = row_probability(probabilities, cls)
-        position = None if explanation.positions is None else int(explanation.positions[row])
-        classes.append({"index": cls, "name": name, "score": float(explanation.scores[row]), "probability": probability}
-                       | ({"position": position} if position is not None else {}))
-        panel_row, title_row = [original], [f"{path.name}"]
-        for method in explanation.methods:
-            if method in explanation.input_maps:
-                picture = render_attribution(explanation.input_maps[method][row])
-            else:
-                saliency = explanation.maps[method][row].cpu()
-                picture = overlay(original, saliency, box=box)
-                if boxes:  # the Grad-CAM paper's localization box: 15% of the max, largest component
-                    picture = draw_box(picture, _to_original(box_from_map(saliency), box, saliency.shape))
-            # rows that score a part of the output (a caption's word, a box) are named by that part
-            key = cls if position is None else f"{position:02d}"
-            target = folder / f"{method}__{key}_{_safe(name)}.png"
-            picture.save(target)
-            files.append(str(target.relative_to(out)))
-            panel_row.append(picture)
-            title_row.append(method)
-        panels.append(panel_row)
-        titles.append(title_row)
-        score = f"p = {probability:.2f}" if probability == probability else f"score = {float(explanation.scores[row]):.2f}"
-        labels.append(f"{name} ({cls}), {score}" if position is None else f"word/box {position}: {name}, {score}")
-    grid(panels, titles, labels).save(folder / "grid.png")
-    maps = {
-        "classes": torch.tensor([c["index"] for c in classes]),
-        "scores": explanation.scores[rows].cpu(),
-        "maps": {m: explanation.maps[m][rows].cpu() for m in explanation.methods},
-        "layer_maps": {m: explanation.layer_maps[m][rows].cpu() for m in explanation.layer_maps},
-        "weights": {m: explanation.weights[m][rows].cpu() for m in explanation.weights},
-    }
-    if explanation.positions is not None:
-        maps["positions"] = explanation.positions[rows].cpu()
-    torch.save(maps, folder / "maps.pt")
-    record = {
-        "file": str(path),
-        "size": list(original.size),
-        "crop_box": [round(v, 2) for v in box],
-        "classes": classes,
-        ("detections" if loaded.task == "detection" else "top5"): predicted,
-        "outputs": files + [str((folder / "grid.png").relative_to(out)), str((folder / "maps.pt").relative_to(out))],
-    }
-    return record, panels[0]
-
-
-def _to_original(map_box: tuple[int, int, int, int], crop_box: Box, size: tuple[int, int]) -> Box:
-    """A box in the map's pixels (the model's crop) → the original image's pixels."""
-    x0, y0, x1, y1 = crop_box
-    sx, sy = (x1 - x0) / size[1], (y1 - y0) / size[0]
-    return x0 + map_box[0] * sx, y0 + map_box[1] * sy, x0 + map_box[2] * sx, y0 + map_box[3] * sy
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -220,7 +180,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Explain images with CAM methods. For each image, writes one overlay per method and class, "
         "a grid, the raw maps (maps.pt) and a manifest.json for the whole run.",
     )
-    parser.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    parser.add_argument("images", nargs="+",
+                        help="image files, folders (searched recursively), patterns such as 'photos/**/*.jpg', "
+                             "or CSV files with an image column (file, filename, image or path)")
     add_model_options(parser, "dotted layer name; 'auto' = the model's recommended layer, else the last spatial layer (default)")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from: {', '.join(METHODS)} (default: %(default)s)")
     parser.add_argument("--target", action="append", metavar="TARGET",
@@ -234,6 +196,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="threads that read and preprocess photos ahead of the model; 0 reads in the main thread "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-side", type=int, default=DISPLAY_MAX_SIDE, metavar="PX",
+                        help="longest side of the pictures written; larger photos are scaled down, 0 keeps their "
+                             "own size (default: %(default)s)")
+    parser.add_argument("--format", choices=sorted(SAVE_OPTIONS), default="jpg",
+                        help="file format of the overlays and grids: jpg (fast, small) or png (lossless) "
+                             "(default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the run in --out: skip the photos its manifest.jsonl lists as explained, "
+                             "retry those that failed (the settings must be the same)")
     parser.add_argument("--boxes", action="store_true",
                         help="draw on each overlay the box around the map's largest region above 15%% of its max")
     parser.set_defaults(run=run)

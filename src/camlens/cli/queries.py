@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torch import nn
 
 from ..data import ImageReadError, boxes_in_input, read_image, resolve_class
@@ -24,12 +23,13 @@ __all__ = ["Query", "build_query", "predictions", "class_target", "row_probabili
 
 @dataclass(frozen=True)
 class Query:
-    """The module to explain, its layer (``--layer``, or the model's recommended one), and for a chunk of images (B, C, H, W) with their
-    original photos, the model's inputs and the target."""
+    """The module to explain, its layer (``--layer``, or the model's recommended one), and
+    ``build``: for a chunk of images (B, C, H, W) and the sizes (width, height) of their photo
+    files, the model's inputs and the target."""
 
     model: nn.Module
     layer: str
-    build: Callable[[torch.Tensor, Sequence[Image.Image]], tuple[object, Target]]
+    build: Callable[[torch.Tensor, Sequence[tuple[int, int]]], tuple[object, Target]]
     description: dict
 
 
@@ -96,7 +96,7 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
     if args.caption is not None:
         _check_text(loaded, "--caption", loaded.caption, args.caption, "captioning model (e.g. --model scenes-captioner)")
 
-        def caption(images: torch.Tensor, originals: Sequence[Image.Image]) -> tuple[object, Target]:
+        def caption(images: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> tuple[object, Target]:
             extra, target = loaded.caption(args.caption, images.shape[0])
             return (images, *to_device(extra)), target
 
@@ -114,15 +114,14 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
         _needs(loaded, "--box", loaded.task == "detection", "detector (e.g. --model scenes-detector)")
         parsed = [_parse_box(text, loaded.class_names) for text in args.box]
 
-        def boxes(images: torch.Tensor, originals: Sequence[Image.Image]) -> tuple[object, Target]:
+        def boxes(images: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> tuple[object, Target]:
             per_image = []
-            for original in originals:
-                inside = boxes_in_input([box for box, _ in parsed], original.size, loaded.preprocessing)
+            for size in sizes:
+                inside = boxes_in_input([box for box, _ in parsed], size, loaded.preprocessing)
                 if len(inside) != len(parsed):
-                    raise UsageError(f"a --box lies outside the part of {original.size[0]}×{original.size[1]} "
-                                     "photos the model sees")
+                    raise UsageError(f"a --box lies outside the part of {size[0]}×{size[1]} photos the model sees")
                 per_image.append(inside)
-            return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(originals))
+            return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(sizes))
 
         return Query(loaded.model, _layer(args, loaded.layer), boxes, {"boxes": list(args.box)})
 
