@@ -51,6 +51,21 @@ class Explanation:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    def image(self, index: int) -> Explanation:
+        """The explanation of image ``index`` alone: its rows (``image_index`` renumbered to 0),
+        its activations and, where they are a tensor, its outputs."""
+        rows = (self.image_index == index).nonzero().flatten()
+        pick = lambda values: {m: v[rows] for m, v in values.items()}  # noqa: E731
+        outputs = self.outputs[index:index + 1] if isinstance(self.outputs, torch.Tensor) else self.outputs
+        return Explanation(
+            layer=self.layer, methods=self.methods, layer_maps=pick(self.layer_maps), maps=pick(self.maps),
+            weights=pick(self.weights), input_maps=pick(self.input_maps), scores=self.scores[rows],
+            targets=self.targets[rows], image_index=torch.zeros_like(rows), outputs=outputs,
+            activations=self.activations[index:index + 1],
+            gradients=None if self.gradients is None else self.gradients[rows], errors=pick(self.errors),
+            positions=None if self.positions is None else self.positions[rows],
+        )
+
     def __repr__(self) -> str:
         height, width = next(iter(self.maps.values())).shape[-2:] if self.maps else (0, 0)
         return (

@@ -59,7 +59,7 @@ def test_bad_dataset_files_say_what_is_wrong(tmp_path):
 
 
 ARGS = ["--methods", "gradcam,xgradcam", "--metrics", "faithfulness,axioms,localization", "--steps", "4",
-        "--batch-size", "16"]
+        "--batch-size", "16", "--images-per-step", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,19 @@ def test_evaluate_usage_errors(tmp_path, capsys):
     assert "steps must be at least 1, not 0" in capsys.readouterr().err
     assert main(["evaluate", str(dataset), "--box-threshold", "1.5", "--out", str(tmp_path)]) == 2
     assert "box_threshold must lie in (0, 1], not 1.5" in capsys.readouterr().err
+
+
+def test_images_measured_together_give_the_records_of_images_measured_one_by_one(tmp_path, uninterrupted):
+    """Grouping images into one explain call and one stream of perturbed forwards changes no number."""
+    arguments = [a if a != "1" else "3" for a in ARGS]  # --images-per-step 3: the three photos at once
+    assert arguments[-1] == "3"
+    assert main(["evaluate", str(photo_dataset(tmp_path)), "--out", str(tmp_path), *arguments]) == 0
+    key = lambda r: (r["id"], r["method"])  # noqa: E731
+    together = sorted(read_results(tmp_path / "results.jsonl"), key=key)
+    alone = sorted(read_results(uninterrupted / "results.jsonl"), key=key)
+    assert [key(r) for r in together] == [key(r) for r in alone]
+    for a, b in zip(together, alone):
+        assert a.keys() == b.keys()
+        for name in a:
+            expected = b[name] if isinstance(b[name], (str, type(None), int)) else pytest.approx(b[name], rel=1e-4, abs=1e-5)
+            assert a[name] == expected, (key(a), name)

@@ -47,7 +47,7 @@ def versions() -> dict[str, str]:
 
 
 # options that count something, with the least each may be
-_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0}
+_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0, "images_per_step": 1}
 
 
 def check_counts(args: argparse.Namespace) -> None:

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     layer = None if args.layer == "auto" else args.layer
     try:
         summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
-                           batch_size=args.batch_size, resume=not args.restart, diagnose=args.diagnose)
+                           batch_size=args.batch_size, images_per_step=args.images_per_step, resume=not args.restart,
+                           diagnose=args.diagnose)
     except ProtocolMismatch as error:
         raise UsageError(str(error)) from None
     print(summary.markdown())
@@ -89,7 +90,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-components", action="store_true",
                         help="box around all components above the threshold, not only the largest")
     parser.add_argument("--tolerance", type=float, default=15.0, help="pointing-game tolerance in pixels (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per forward pass of the metrics (default: 8 on a CPU, 64 on a GPU)")
+    parser.add_argument("--images-per-step", type=int, default=8,
+                        help="images explained and measured together; results are written after each step "
+                             "(default: %(default)s)")
     parser.add_argument("--out", default="camlens-eval", help="output folder (default: %(default)s)")
     parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
     parser.add_argument("--diagnose", action="store_true",
