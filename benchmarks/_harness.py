@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: interleaved timing, and peak memory of one call in a fresh process."""
+"""Shared by the benchmarks: interleaved timing, peak memory of one call in a fresh process, and
+the ``camlens`` command of this checkout or of an earlier revision, timed as a fresh process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def time_interleaved(table: dict[str, Callable[[], object]], rounds: int, warmup: bool = True) -> dict[str, list[float]]:
@@ -59,3 +63,29 @@ def peak_in_subprocess(script: str, arguments: list[str]) -> float:
     completed = subprocess.run([sys.executable, script, "--probe", *arguments], env=env, capture_output=True,
                                text=True, check=True)
     return json.loads(completed.stdout.strip().splitlines()[-1])["peak_extra_mib"]
+
+
+def run_camlens(source: Path, arguments: list[str]) -> tuple[float, float]:
+    """Seconds and peak resident MiB of ``camlens ARGUMENTS`` run from the checkout ``source``
+    in a fresh process; a failure ends the benchmark with the command's error output."""
+    env = dict(os.environ, PYTHONPATH=str(source / "src"))
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "camlens", *arguments], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    errors = process.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"camlens {' '.join(arguments[:1])} from {source} failed:\n{errors[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+@contextmanager
+def revision(name: str, folder: Path):
+    """A checkout of git revision ``name`` in ``folder`` (a worktree), removed afterwards."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(folder), name], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)

@@ -4,6 +4,7 @@ what deletion + insertion cost beyond the forward passes they need.
     python benchmarks/bench_evaluate.py                         # 100 photos of imagenet_sample_1000,
                                                                 # then the 21 of imagenet_val_bbox
     python benchmarks/bench_evaluate.py --photos 20 --skip-localization
+    python benchmarks/bench_evaluate.py --throughput --photos 24   # images/s against an earlier revision
 
 Needs the shared data (CAMLENS_DATA, default ../shared/data). Results (per-image JSONL, summary
 tables, mean curves) go under --out; a rerun resumes them unless --restart.
@@ -25,9 +26,11 @@ from camlens.data import load_dataset
 from camlens.evaluate import Protocol, evaluate
 from camlens.metrics import faithfulness
 
-from _harness import time_interleaved
+from _harness import ROOT, revision, run_camlens, time_interleaved
 
 DATA = Path(os.environ.get("CAMLENS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BASELINE = "20c9396"  # the last revision that evaluated image by image through the model as given
+SIX_AND_LIFTCAM = "cam,gradcam,gradcampp,xgradcam,layercam,hirescam,liftcam"
 FAITHFULNESS_METHODS = ("gradcam", "gradcampp", "xgradcam", "scorecam", "ablationcam", "liftcam")
 LOCALIZATION_METHODS = ("cam", "gradcam", "gradcampp", "xgradcam", "layercam", "ablationcam", "liftcam")
 
@@ -97,6 +100,33 @@ def run(zoo, dataset: Path, count: int, methods, groups, out: Path, steps: int, 
     print(summary.markdown())
 
 
+def throughput(count: int, baseline: str) -> None:
+    """``camlens evaluate`` of the six gradient methods and LIFT-CAM with faithfulness and axioms on
+    ``count`` photos, from this checkout and from ``baseline``, each a fresh process. Images/s
+    counts the work after loading: the slope between a run on one photo and one on all."""
+    import shutil
+    import tempfile
+
+    dataset = str(DATA / "imagenet_sample_1000" / "labels.csv")
+    command = ["evaluate", dataset, "--methods", SIX_AND_LIFTCAM, "--metrics", "faithfulness,axioms", "--restart"]
+    work = Path(tempfile.mkdtemp(prefix="camlens-bench-evaluate-"))
+    rates = {}
+    try:
+        with revision(baseline, work / "baseline") as old:
+            print(f"camlens evaluate, EfficientNet-Lite0, {SIX_AND_LIFTCAM}, faithfulness + axioms, "
+                  f"{os.cpu_count()} CPU cores, {count} photos of imagenet_sample_1000")
+            for name, source in ((f"baseline {baseline}", old), ("this checkout", ROOT)):
+                one, _ = run_camlens(source, [*command, "--limit", "1", "--out", str(work / "one")])
+                seconds, peak = run_camlens(source, [*command, "--limit", str(count), "--out", str(work / "all")])
+                rates[name] = (count - 1) / max(seconds - one, 1e-9)
+                print(f"  {name:24s} {seconds:7.1f} s for {count}, {one:5.1f} s for 1: {rates[name]:6.3f} images/s "
+                      f"after loading, peak RSS {peak:6.0f} MiB", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    old_rate, new_rate = rates.values()
+    print(f"this checkout / baseline: {new_rate / old_rate:.2f}× images/s (target ≥ 3×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=100)
@@ -105,9 +135,15 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/evaluate")
     parser.add_argument("--restart", action="store_true", help="recompute everything instead of resuming")
     parser.add_argument("--skip-localization", action="store_true")
+    parser.add_argument("--throughput", action="store_true",
+                        help="only compare images/s with --baseline, as the camlens command")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision to compare with (default: %(default)s)")
     args = parser.parse_args()
     if not (DATA / "imagenet_sample_1000" / "labels.csv").exists():
         raise SystemExit(f"no shared data at {DATA}: set CAMLENS_DATA")
+    if args.throughput:
+        throughput(args.photos, args.baseline)
+        return
     torch.set_num_threads(os.cpu_count() or 1)
     zoo = load("efficientnet-lite0")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, camlens {camlens.__version__}, "

@@ -15,30 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _harness import ROOT, revision, run_camlens
+
 DATA = Path(os.environ.get("CAMLENS_DATA", ROOT.parent / "shared" / "data"))
 BASELINE = "20c9396"  # the last revision that read every photo up front and drew with matplotlib
 
 
 def run_explain(source: Path, images: list[Path], out: Path, extra: list[str]) -> tuple[float, float]:
     """Seconds and peak resident MiB of ``camlens explain IMAGES --out OUT`` run from ``source``."""
-    env = dict(os.environ, PYTHONPATH=str(source / "src"))
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "camlens", "explain", *map(str, images), "--out", str(out),
-                                *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    errors = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"camlens explain from {source} failed:\n{errors[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return run_camlens(source, ["explain", *map(str, images), "--out", str(out), *extra])
 
 
 def folder_of(photos: list[Path], folder: Path) -> Path:
@@ -69,11 +58,11 @@ def main() -> None:
         raise SystemExit(f"need {args.photos} photos in {DATA / 'imagenet_sample_1000'} (set CAMLENS_DATA)")
     work = Path(tempfile.mkdtemp(prefix="camlens-bench-explain-"))
     sources = {"this checkout": ROOT}
-    try:
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         if not args.no_baseline:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(work / "baseline"),
-                           args.baseline], check=True)
-            sources = {f"baseline {args.baseline}": work / "baseline", **sources}
+            baseline = stack.enter_context(revision(args.baseline, work / "baseline"))
+            sources = {f"baseline {args.baseline}": baseline, **sources}
         folder = folder_of(pool[:args.photos], work / "photos")
         single = [pool[0]]
         big = None if args.skip_large else large_photo(pool[0], work)
@@ -97,10 +86,6 @@ def main() -> None:
             (old_total, old_steady), (new_total, new_steady) = rates.values()
             print(f"this checkout / baseline: {new_total / old_total:.2f}× photos/s over the whole command, "
                   f"{new_steady / old_steady:.2f}× after loading (target ≥ 4×)")
-    finally:
-        if (work / "baseline").exists():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")], check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
