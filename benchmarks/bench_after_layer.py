@@ -7,6 +7,7 @@ model: EfficientNet-Lite0 on 50 photos of the shared data's imagenet_sample_1000
 
     python benchmarks/bench_after_layer.py                  # everything (about 25 minutes)
     python benchmarks/bench_after_layer.py --skip-peers     # camlens only, no slow peers
+    python benchmarks/bench_after_layer.py --shapley-only   # Shapley sampling on MobileNetV2, against before
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from scipy.stats import spearmanr
 
 import camlens
 
-from _harness import memory_supported, peak_in_subprocess, peak_tracker, time_interleaved
+from _harness import ROOT, memory_supported, peak_in_subprocess, peak_tracker, revision, time_interleaved
 
 MODELS = {"resnet50": "layer4", "vgg16": "features.29"}
 CHUNK = 16  # images per forward pass for Score-CAM, ours and the peers' (pytorch-grad-cam uses 16)
@@ -145,6 +146,53 @@ def shapley_rate(images: torch.Tensor) -> None:
           f"the layer vs {full:6.1f}/s with full forward passes: {ours / full:6.1f}× (target ≥ 50)")
 
 
+SHAPLEY_BASELINE = "dd04312^"  # the last revision that played every map, null or not, through the whole after-part
+MOBILENET_WEIGHTS = "weights_mobilenet_v2/mobilenet_v2_tf2ptq_dequant_fp32_torchvision_layout.pth"
+
+
+def shapley_probe(pairs: int) -> None:
+    """One sampled-Shapley call in float64 on MobileNetV2 at features.17.conv.0 (960 maps) and a
+    real photo; prints its seconds and what it computed as JSON (run under either revision)."""
+    from camlens import load, read_image
+
+    zoo = load("mobilenet-v2", weights=str(DATA / MOBILENET_WEIGHTS))
+    model = zoo.model.eval().double()
+    image = zoo.preprocessing(read_image(DATA / "imagenet_sample_1000" / "n01443537_goldfish.JPEG"))[None].double()
+    layer = "features.17.conv.0"
+    camlens.explain(model, image, layer=layer, methods="gradcam")  # warm-up
+    seconds, result = once(lambda: camlens.explain(model, image, layer=layer, methods="shapley",
+                                                   options={"shapley": {"pairs": pairs, "exact_up_to": 0}}))
+    weights = result.weights["shapley"][0]
+    print(json.dumps({"seconds": seconds, "permutations": 2 * pairs, "maps": int(weights.numel()),
+                      "players": int(result.activations[0].flatten(1).ne(0).any(dim=1).sum()),
+                      "sum": float(weights.sum())}))
+
+
+def shapley_mobilenet(pairs: int, baseline: str) -> None:
+    """Permutations per second of sampled Shapley values, this checkout against ``baseline``,
+    each in a fresh process with two threads."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if not (DATA / MOBILENET_WEIGHTS).exists():
+        print(f"  Shapley on MobileNetV2: skipped, no weights at {DATA / MOBILENET_WEIGHTS} (set CAMLENS_DATA)")
+        return
+    rates = {}
+    with tempfile.TemporaryDirectory() as work, revision(baseline, Path(work) / "baseline") as old:
+        for name, source, count in ((f"baseline {baseline}", old, max(1, pairs // 4)), ("this checkout", ROOT, pairs)):
+            completed = subprocess.run([sys.executable, __file__, "--shapley-probe", str(count)], check=True,
+                                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(source / "src")))
+            result = json.loads(completed.stdout.strip().splitlines()[-1])
+            rates[name] = result["permutations"] / result["seconds"]
+            print(f"  {name:22s} {result['permutations']:3d} permutations of {result['players']} non-null maps "
+                  f"(of {result['maps']}) in {result['seconds']:6.1f} s: {rates[name]:6.2f} permutations/s "
+                  f"(sum of the values {result['sum']:.6f})", flush=True)
+    old_rate, new_rate = rates.values()
+    print(f"  sampled Shapley, MobileNetV2 features.17.conv.0, float64: {new_rate / old_rate:.1f}× permutations/s "
+          f"(target ≥ 3)")
+
+
 def fast_scorecam_agreement(count: int) -> None:
     labels = DATA / "imagenet_sample_1000" / "labels.csv"
     if not labels.exists():
@@ -172,10 +220,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-peers", action="store_true", help="do not run pytorch-grad-cam / torchcam (slow)")
     parser.add_argument("--photos", type=int, default=50)
+    parser.add_argument("--shapley-only", action="store_true", help="only Shapley sampling on MobileNetV2")
+    parser.add_argument("--pairs", type=int, default=8, help="permutation pairs for the Shapley rate (default: 8)")
     parser.add_argument("--probe", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--shapley-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         probe(*args.probe)
+        return
+    if args.shapley_probe:
+        torch.set_num_threads(2)
+        shapley_probe(args.shapley_probe)
+        return
+    if args.shapley_only:
+        shapley_mobilenet(args.pairs, SHAPLEY_BASELINE)
         return
     torch.set_num_threads(os.cpu_count() or 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, camlens {camlens.__version__}")
@@ -188,6 +246,7 @@ def main() -> None:
         scorecam_memory(name)
     print()
     shapley_rate(images)
+    shapley_mobilenet(args.pairs, SHAPLEY_BASELINE)
     fast_scorecam_agreement(args.photos)
 
 

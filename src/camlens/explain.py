@@ -166,7 +166,7 @@ def explain(
             after the layer (cheap per item, memory-bound), 16 images for full forward passes
             (faster per image on CPUs than larger batches).
         options: per-method keyword options, e.g. ``{"scorecam": {"variant": "baseline"},
-            "shapley": {"pairs": 64, "seed": 1}}`` (see each method's rule).
+            "shapley": {"pairs": 64, "seed": 1, "target_error": 0.01}}`` (see each method's rule).
         check_finite: refuse NaN or infinite images and target scores (the default). The check
             reads one value back from the device; with ``False``, the gradient methods' call with
             a class, top-k or region target reads nothing back, and a GPU never waits for the host.

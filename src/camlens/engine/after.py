@@ -327,6 +327,82 @@ class AfterLayer:
         inverse[order_of] = torch.arange(order_of.numel(), device=order_of.device)
         return take_rows(concat_outputs(pieces), inverse)
 
+    def _coalition_basis(self, activations: torch.Tensor, image_index: torch.Tensor,
+                         players: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, fx.Graph] | None:
+        """:meth:`LinearHead.coalition_basis` of one row, checked: the value of the coalition of
+        all ``players`` must be the one computed on its maps (else ``None``, and the caller
+        materializes coalitions)."""
+        if self._head is None:
+            return None
+        empty, steps, graph = self._head.coalition_basis(self.model, activations, players)
+        grand = self._interpret(graph, empty + steps.sum(dim=0, keepdim=True), image_index)
+        everyone = torch.ones(1, players.numel(), dtype=torch.bool, device=players.device)
+        real = self._evaluate(self._kept(activations, players, everyone), image_index)
+        if not (isinstance(grand, torch.Tensor) and isinstance(real, torch.Tensor)
+                and torch.allclose(grand, real, rtol=1e-4, atol=1e-5 * float(real.detach().abs().max().clamp_min(1)))):
+            return None
+        return empty, steps, graph
+
+    def coalitions(self, activations: torch.Tensor, image_index: torch.Tensor, players: torch.Tensor,
+                   masks: torch.Tensor) -> object:
+        """The model's (selected) output for coalitions of one row's maps: row m keeps the maps
+        ``players[masks[m]]`` of ``activations`` (1, K, h, w) and sets every other map to zero.
+        After a linear head, each coalition's value is a sum of precomputed steps
+        (:meth:`LinearHead.coalition_basis`); otherwise the maps are materialized."""
+        self._ensure_verified()
+        with torch.inference_mode():
+            basis = self._coalition_basis(activations, image_index, players)
+            parts = []
+            for part in chunks(masks.shape[0], self.batch_size):
+                rows = image_index.expand(part.stop - part.start)
+                if basis is None:
+                    parts.append(self._evaluate(self._kept(activations, players, masks[part]), rows))
+                    continue
+                empty, steps, graph = basis
+                summed = empty + (masks[part].to(steps.dtype) @ steps.flatten(1)).view(-1, *steps.shape[1:])
+                parts.append(self._interpret(graph, summed, rows))
+        return concat_outputs(parts)
+
+    def growing(self, activations: torch.Tensor, image_index: torch.Tensor, players: torch.Tensor,
+                orders: torch.Tensor) -> object:
+        """The model's (selected) output along orders of one row's maps: for each order (a
+        permutation of ``players``, one per row of ``orders`` (P, K')), the K' + 1 coalitions
+        that keep its first 0, 1, …, K' maps (every other map zero), order by order. After a
+        linear head a coalition is the previous one plus one step (a running sum); otherwise the
+        maps are materialized."""
+        self._ensure_verified()
+        count = players.numel()
+        with torch.inference_mode():
+            basis = self._coalition_basis(activations, image_index, players)
+            if basis is None:
+                position = torch.empty_like(orders)
+                position.scatter_(1, orders, torch.arange(count, device=orders.device).expand_as(orders))
+                sizes = torch.arange(count + 1, device=orders.device)
+                masks = (position[:, None, :] < sizes[None, :, None]).flatten(0, 1)  # (P (K' + 1), K')
+                return self.coalitions(activations, image_index, players, masks)
+            empty, steps, graph = basis
+            parts = []
+            for order in orders:
+                running = empty[0]
+                for part in chunks(count + 1, self.batch_size):
+                    # row t of the chunk: the coalition of the first part.start + t maps of the order
+                    summed = steps.new_empty(part.stop - part.start, *steps.shape[1:])
+                    summed[0] = running
+                    torch.index_select(steps, 0, order[part.start:part.stop - 1], out=summed[1:])
+                    for t in range(1, summed.shape[0]):  # row by row: faster than cumsum along rows
+                        summed[t] += summed[t - 1]
+                    if part.stop <= count:
+                        running = summed[-1] + steps[order[part.stop - 1]]
+                    parts.append(self._interpret(graph, summed, image_index.expand(summed.shape[0])))
+        return concat_outputs(parts)
+
+    @staticmethod
+    def _kept(activations: torch.Tensor, players: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Copies of one row's activations (M, K, h, w) keeping ``players[masks[m]]``, zero elsewhere."""
+        kept = masks.new_zeros(masks.shape[0], activations.shape[1])
+        kept[:, players] = masks
+        return kept.to(activations.dtype)[:, :, None, None] * activations
+
     def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> object:
         module = self.model.get_submodule(self.layer)
         seen = [0]

@@ -89,13 +89,28 @@ def _is_flatten(node: fx.Node, model: nn.Module) -> bool:
     return False
 
 
+def _is_affine(module: nn.Module | None, flat: bool) -> bool:
+    """A module that is affine in its input (``f(x) = L x + b``) and keeps each row on its own:
+    eval-mode batch-norm with running statistics, a pointwise convolution on maps or a linear
+    layer on flat rows, eval-mode dropout, the identity."""
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return not module.training and module.track_running_stats
+    if isinstance(module, (nn.Dropout, nn.Dropout2d)):
+        return not module.training
+    return type(module) is nn.Identity or (type(module) is nn.Linear if flat else _is_pointwise(module))
+
+
 @dataclass(frozen=True)
 class LinearHead:
-    """The after-part split as ``rest(linear(prefix(A)))``, ``prefix`` channel-wise then a flatten."""
+    """The after-part split as ``rest(linear(prefix(A)))``, ``prefix`` channel-wise then a flatten;
+    ``rest`` is also ``after_tail(tail(·))`` with ``tail`` the affine modules right after the
+    linear layer (batch-norm, pointwise convolutions, ...), possibly none."""
 
     prefix: fx.Graph           # activations -> the linear layer's input: (R, K * s), or (R, K, h, w) for a conv
     linear: nn.Linear | nn.Conv2d
     rest: fx.Graph             # the linear layer's output, then the after-part's frontier values -> output
+    tail: tuple[nn.Module, ...] = ()
+    after_tail: fx.Graph | None = None  # the tail's output, then the frontier values -> output
 
     def corrections(self, model: nn.Module, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For one row's activations (1, K, h, w): the linear layer's output on the real maps
@@ -112,6 +127,49 @@ class LinearHead:
         difference = (real - zero).view(channels, 1, -1)                             # (K, 1, s)
         columns = weight.view(weight.shape[0], channels, -1).permute(1, 2, 0)        # (K, s, out), a view
         return self.linear(real)[0], torch.bmm(difference, columns)[:, 0]
+
+    def coalition_basis(self, model: nn.Module, activations: torch.Tensor, players: torch.Tensor,
+                        budget_bytes: int = 1 << 30) -> tuple[torch.Tensor, torch.Tensor, fx.Graph]:
+        r"""The coalition game of one row's maps as an affine function. For the maps of a
+        coalition S kept and all others zero, the output of the linear layer — and of every
+        affine module after it — is
+
+        .. math:: z(S) = z(\emptyset) + \sum_{k \in S} \delta_k,
+
+        because the channel-wise prefix treats each map alone and the rest is linear. Returns
+        :math:`z(\emptyset)` (1, ...), the steps :math:`\delta_k` of ``players`` (K', ...), and
+        the graph that turns such values into the output. The steps are carried through the
+        affine tail only while they fit in ``budget_bytes``; then the graph starts after the
+        tail, and one coalition costs an addition and the rest of the network instead of a pass
+        through the prefix, the linear layer and the tail."""
+        run = fx.Interpreter(model, graph=self.prefix).run
+        empty = self.linear(run(torch.zeros_like(activations)))
+        steps = self.corrections(model, activations)[1][players]
+        graph = self.rest
+        if self.tail:
+            carried = empty
+            for module in self.tail:
+                carried = module(carried)
+            if steps.shape[0] * carried.numel() * carried.element_size() <= budget_bytes:
+                for module in self.tail:
+                    zero = module(torch.zeros_like(empty))
+                    empty, steps = module(empty), module(steps) - zero  # the linear part of an affine map
+                graph = self.after_tail
+        return empty, steps, graph
+
+
+def _graph_from(nodes: list[fx.Node], first: fx.Node, skipped: set[fx.Node], placeholders: list[fx.Node]) -> fx.Graph:
+    """The part of a graph after ``first``: its output becomes the new first placeholder, then
+    the other placeholders, then every node not ``skipped``."""
+    graph = fx.Graph()
+    env = {first: graph.placeholder("linear_output")}
+    env.update({p: graph.node_copy(p) for p in placeholders[1:]})
+    for later in nodes:
+        if later.op == "output":
+            graph.output(fx.node.map_arg(later.args[0], lambda arg: env[arg]))
+        elif later not in skipped and later not in env:
+            env[later] = graph.node_copy(later, lambda arg: env[arg])
+    return graph
 
 
 def find_linear_head(model: nn.Module, graph: fx.Graph) -> LinearHead | None:
@@ -135,16 +193,18 @@ def find_linear_head(model: nn.Module, graph: fx.Graph) -> LinearHead | None:
             for step in chain:
                 env[step] = prefix.node_copy(step, lambda arg: env[arg])
             prefix.output(env[chain[-1] if chain else placeholders[0]])
-            rest = fx.Graph()
-            env = {node: rest.placeholder("linear_output")}
-            env.update({p: rest.node_copy(p) for p in placeholders[1:]})
             skipped = {placeholders[0], *chain, node}
-            for later in nodes:
-                if later.op == "output":
-                    rest.output(fx.node.map_arg(later.args[0], lambda arg: env[arg]))
-                elif later not in skipped and later not in env:
-                    env[later] = rest.node_copy(later, lambda arg: env[arg])
-            return LinearHead(prefix, model.get_submodule(node.target), rest)
+            tail, last = [], node
+            while len(last.users) == 1:
+                (following,) = last.users
+                if (following.op != "call_module" or following.all_input_nodes != [last]
+                        or not _is_affine(model.get_submodule(following.target), flattened)):
+                    break
+                tail.append(following)
+                last = following
+            return LinearHead(prefix, model.get_submodule(node.target), _graph_from(nodes, node, skipped, placeholders),
+                              tuple(model.get_submodule(n.target) for n in tail),
+                              _graph_from(nodes, last, skipped | set(tail), placeholders))
         if _is_flatten(node, model) and not flattened:
             flattened = True
         elif not _is_channelwise(node, model):

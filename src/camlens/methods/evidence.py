@@ -50,6 +50,20 @@ class Evidence:
         (M,); the first ``real`` of them unmodified (see :class:`AfterLayer`)."""
         return self.target.rescore(self.after(activations, self.image_index[rows], real=real), *self._rows(rows))
 
+    def values_coalitions(self, row: int, players: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The target's score of row ``row`` when only the maps ``players[masks[m]]`` are kept
+        (every other map zero), for each coalition m (M,)."""
+        rows = torch.full((masks.shape[0],), row, device=self.activations.device)
+        outputs = self.after.coalitions(self.activations[row:row + 1], self.image_index[row:row + 1], players, masks)
+        return self.target.rescore(outputs, *self._rows(rows))
+
+    def values_growing(self, row: int, players: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+        """The target's score of row ``row`` along each order of ``players`` (P, K'): for order p,
+        the coalitions of its first 0, 1, …, K' maps (P, K' + 1)."""
+        rows = torch.full((orders.shape[0] * (players.numel() + 1),), row, device=self.activations.device)
+        outputs = self.after.growing(self.activations[row:row + 1], self.image_index[row:row + 1], players, orders)
+        return self.target.rescore(outputs, *self._rows(rows)).view(orders.shape[0], -1)
+
     def values_zeroing(self, rows: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """The target's score for row ``rows[m]`` with map ``channels[m]`` set to zero (M,)."""
         outputs = self.after.zeroing_channels(self.activations, self.image_index, rows, channels)

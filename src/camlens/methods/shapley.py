@@ -16,7 +16,12 @@ maps of a real network are all zero for a given image (120 to 406 of MobileNetV2
 Exact by enumerating all :math:`2^{K'}` coalitions of the :math:`K'` non-null maps when
 :math:`K'` is small; otherwise estimated by sampling permutations (each permutation gives one
 marginal contribution per map), in antithetic pairs (a permutation and its reverse), with the
-standard error of the mean over pairs.
+standard error of the mean over pairs, optionally stopping once it is small enough.
+
+Where the network after the layer begins with channel-wise operations, a linear layer and
+affine modules (:mod:`camlens.engine.channelwise`), a coalition's value at the end of them is
+a sum of one step per kept map: a permutation's K' + 1 coalitions are a running sum plus the
+rest of the network, not K' + 1 passes through all of it.
 """
 
 from __future__ import annotations
@@ -25,24 +30,9 @@ import math
 
 import torch
 
-from ..engine.after import chunks
 from .evidence import Evidence
 
 __all__ = ["shapley_weights", "exact_shapley", "sampled_shapley"]
-
-
-def _coalition_values(evidence: Evidence, row: int, masks: torch.Tensor, players: torch.Tensor) -> torch.Tensor:
-    """v(S) for coalitions of ``players`` (indices of maps) given as boolean masks (M, len(players)),
-    evaluated in chunks; every other map is zero in every coalition."""
-    activations = evidence.activations[row]
-    values = activations.new_empty(masks.shape[0])
-    for part in chunks(masks.shape[0], evidence.batch_size):
-        kept = masks.new_zeros(masks[part].shape[0], activations.shape[0])
-        kept[:, players] = masks[part]
-        chosen = kept.to(activations.dtype)[:, :, None, None] * activations
-        rows = torch.full((chosen.shape[0],), row, device=activations.device)
-        values[part] = evidence.values(chosen, rows)
-    return values
 
 
 def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.Tensor:
@@ -52,7 +42,7 @@ def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.
     device = evidence.activations.device
     coalitions = torch.arange(2**channels, device=device)
     masks = (coalitions[:, None] >> torch.arange(channels, device=device)) & 1
-    values = _coalition_values(evidence, row, masks.bool(), players).double()
+    values = evidence.values_coalitions(row, players, masks.bool()).double()
     sizes = masks.sum(dim=1)
     weight = torch.tensor(
         [math.factorial(s) * math.factorial(channels - s - 1) / math.factorial(channels) for s in range(channels)],
@@ -65,41 +55,50 @@ def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.
     return phi.to(evidence.activations.dtype)
 
 
-def sampled_shapley(evidence: Evidence, row: int, players: torch.Tensor, pairs: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sampled_shapley(evidence: Evidence, row: int, players: torch.Tensor, pairs: int, generator: torch.Generator,
+                    target_error: float | None = None, pairs_per_round: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Permutation sampling of one row's ``players`` with antithetic pairs: the estimate and its
-    standard error (K',)."""
+    standard error (K',). Pairs are drawn ``pairs_per_round`` at a time and their coalitions
+    evaluated together; with ``target_error``, sampling stops after the first round (of at
+    least two pairs) whose largest standard error is at most ``target_error`` (in the score's
+    units), else after ``pairs``."""
     channels = len(players)
     device = evidence.activations.device
-    steps = torch.arange(channels + 1, device=device)[:, None]
-    estimates = []
-    for _ in range(pairs):
-        order = torch.randperm(channels, generator=generator).to(device)
-        pair = []
-        for permutation in (order, order.flip(0)):
-            position = torch.empty_like(permutation)
-            position[permutation] = torch.arange(channels, device=device)
-            masks = position[None, :] < steps  # (K + 1, K): the first j maps of the permutation
-            values = _coalition_values(evidence, row, masks, players).double()
-            contribution = torch.empty(channels, dtype=torch.float64, device=device)
-            contribution[permutation] = values[1:] - values[:-1]
-            pair.append(contribution)
-        estimates.append((pair[0] + pair[1]) / 2)
-    samples = torch.stack(estimates)
-    mean = samples.mean(dim=0)
-    error = samples.std(dim=0, unbiased=True) / math.sqrt(pairs) if pairs > 1 else torch.full_like(mean, float("inf"))
+    samples: list[torch.Tensor] = []
+    while len(samples) < pairs:
+        count = min(pairs_per_round, pairs - len(samples))
+        orders = torch.stack([torch.randperm(channels, generator=generator) for _ in range(count)]).to(device)
+        orders = torch.stack([orders, orders.flip(1)], dim=1).flatten(0, 1)       # each and its reverse
+        values = evidence.values_growing(row, players, orders).double()           # (2 count, K' + 1)
+        contributions = torch.empty(orders.shape, dtype=torch.float64, device=device)
+        contributions.scatter_(1, orders, values[:, 1:] - values[:, :-1])         # by player, not position
+        samples += list(contributions.view(count, 2, channels).mean(dim=1))
+        if target_error is not None and len(samples) > 1 and _error(samples).max() <= target_error:
+            break
+    mean = torch.stack(samples).mean(dim=0)
     dtype = evidence.activations.dtype
-    return mean.to(dtype), error.to(dtype)
+    return mean.to(dtype), _error(samples).to(dtype)
 
 
-def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _error(samples: list[torch.Tensor]) -> torch.Tensor:
+    """The standard error of the mean of the pair estimates (∞ from a single pair)."""
+    if len(samples) < 2:
+        return torch.full_like(samples[0], float("inf"))
+    return torch.stack(samples).std(dim=0, unbiased=True) / math.sqrt(len(samples))
+
+
+def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, seed: int = 0,
+                    target_error: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Shapley values of every row's maps (N, K) and their standard errors (0 when exact).
 
     Null players (maps zero everywhere) get 0, exactly; among the K' others, exact when
-    K' ≤ ``exact_up_to``, otherwise ``pairs`` antithetic pairs of permutations, seeded.
+    K' ≤ ``exact_up_to``, otherwise antithetic pairs of permutations, seeded: ``pairs`` of
+    them, or fewer once every standard error is at most ``target_error`` (score units).
     """
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, not {pairs}")
+    if target_error is not None and not target_error > 0:
+        raise ValueError(f"target_error must be positive, not {target_error}")
     rows_count, channels = evidence.activations.shape[:2]
     weights = evidence.activations.new_zeros(rows_count, channels)
     errors = torch.zeros_like(weights)
@@ -112,5 +111,6 @@ def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, 
             if len(players) <= exact_up_to:
                 weights[row, players] = exact_shapley(evidence, row, players)
             else:
-                weights[row, players], errors[row, players] = sampled_shapley(evidence, row, players, pairs, generator)
+                weights[row, players], errors[row, players] = sampled_shapley(evidence, row, players, pairs, generator,
+                                                                              target_error)
     return weights, errors
