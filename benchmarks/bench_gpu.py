@@ -22,6 +22,7 @@ import json
 import platform
 import random
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,6 +124,36 @@ def print_table(title: str, times: dict[str, float], floor: str, peaks: dict[str
         print(row)
 
 
+def evaluate_rate(device: str, count: int) -> float:
+    """Images/s of :func:`camlens.evaluate` with ResNet-50 (random weights) on ``device``: the six
+    gradient methods and LIFT-CAM, faithfulness and axioms, on the sample photos repeated to
+    ``count`` images, after a warm-up run on two of them."""
+    import tempfile
+
+    from camlens import Preprocessing, wrap
+    from camlens.data import Sample
+    from camlens.evaluate import evaluate
+
+    model, layer, _ = build("resnet50")
+    loaded = wrap(model.to(device), Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), layer=layer)
+    photos = sorted((Path(__file__).resolve().parents[1] / "examples" / "images").glob("*.jpg"))
+    samples = [Sample(photos[i % len(photos)], label=i, id=f"{i:04d}") for i in range(count)]
+    methods = (*methods_for("resnet50"), "liftcam")
+    with tempfile.TemporaryDirectory() as out:
+        evaluate(loaded, samples[:2], methods, Path(out) / "warm-up", progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        evaluate(loaded, samples, methods, Path(out) / "run", progress=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    rate = count / seconds
+    print(f"camlens evaluate, ResNet-50 on {device}, {', '.join(methods)}, faithfulness + axioms: "
+          f"{count} images in {seconds:.1f} s, {rate:.2f} images/s (target on a GPU ≥ 20)")
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
@@ -130,6 +161,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/gpu.json")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batches", type=int, nargs="+", default=BATCHES)
+    parser.add_argument("--evaluate-images", type=int, default=64,
+                        help="images for the evaluate throughput (0: skip it; default: %(default)s)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, Python {platform.python_version()}")
     results: dict[str, object] = {"torch": torch.__version__}
@@ -151,6 +184,8 @@ def main() -> None:
     timer = cuda_times if on_gpu else cpu_times
     results["device"] = torch.cuda.get_device_name() if on_gpu else "cpu"
     print(f"device {results['device']}, TF32 off")
+    if args.evaluate_images:
+        results["evaluate images/s"] = evaluate_rate(args.device, args.evaluate_images)
     for name in ("resnet50", "vgg16"):
         model, layer, module = build(name)
         model = model.to(args.device)
