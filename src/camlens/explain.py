@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from .engine.after import AfterLayer
 from .engine.capture import Forward, record_forward
 from .engine.inputs import ImageKey, as_inputs
-from .engine.layers import LayerSpec, auto_layer, resolve_layer
+from .engine.layers import LayerError, LayerSpec, auto_layer, resolve_layer, spatial_layers
 from .engine.modelstate import evaluation_mode, model_device
 from .engine.outputs import OutputSelector, batch_size_of, detach_output, select_output
 from .explanation import Explanation
@@ -203,7 +203,11 @@ def explain(
         module = model.get_submodule(layer_name) if layer_name else model
         switch = GuidedSwitch() if guided else None
         with GuidedReLUs(switch) if switch else nullcontext(), low_precision():
-            forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided)
+            try:
+                forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided)
+            except LayerError as error:  # name the layers that would do (costs a forward pass, on error only)
+                candidates = ", ".join(f"{name} {shape}" for name, shape in spatial_layers(model, call_inputs))
+                raise LayerError(f"{error.reason} Spatial layers, last first: {candidates or 'none'}.") from None
         with torch.inference_mode(False), torch.enable_grad(), low_precision():
             prediction = select_output(forward.output, output, structured=target_fn.structured)
             if batch_size_of(prediction) not in (None, images.shape[0]):

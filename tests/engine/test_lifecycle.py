@@ -94,8 +94,9 @@ def test_model_left_exactly_as_it_was_after_calls_and_exceptions(name, layer, si
     with pytest.raises(ValueError, match="not a spatial"):  # fails inside the forward pass, in our hook
         camlens.explain(model, images, layer=[n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1])
     assert_unchanged(model, before)
-    # the user's hook saw both forward passes that completed (the third one stopped in our hook)
-    assert len(user_calls) == 2
+    # the user's hook saw every forward pass that completed: both explanations, and the one that
+    # lists the spatial layers for the error message (the failing one stopped in our hook)
+    assert len(user_calls) == 3
 
 
 def test_frozen_parameters_and_callers_no_grad_and_inference_mode(lite0, lite0_batch):

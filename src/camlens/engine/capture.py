@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .inputs import ModelInputs, as_inputs
+from .layers import LayerError
 
 __all__ = ["LayerRecorder", "Forward", "record_forward"]
 
@@ -42,10 +43,12 @@ class LayerRecorder:
                     "CAM methods need a layer whose output is a (B, C, h, w) tensor"
                 )
             if output.dim() != 4:
-                raise ValueError(
-                    f"layer {name!r} ({type(module).__name__}) has output shape {tuple(output.shape)}, "
-                    "not a spatial (B, C, h, w) map; choose a convolutional layer (or layer='auto')"
-                )
+                raise LayerError(f"layer {name!r} ({type(module).__name__}) has output shape {tuple(output.shape)}, "
+                                 "not a spatial (B, C, h, w) map; choose a convolutional layer (or layer='auto').")
+            if output.shape[-1] * output.shape[-2] == 1:
+                raise LayerError(f"layer {name!r} ({type(module).__name__}) outputs 1×1 maps {tuple(output.shape)} "
+                                 "(after global pooling?): there is nothing to localize; choose a layer before the "
+                                 "pooling (or layer='auto').")
             if not output.requires_grad:
                 # First recorded layer: start the graph here, so autograd records only what follows.
                 output = output.detach().requires_grad_(True)

@@ -11,9 +11,21 @@ from torch import nn
 
 from .inputs import as_inputs
 
-__all__ = ["LayerSpec", "resolve_layer", "layer_output_shapes", "auto_layer"]
+__all__ = ["LayerSpec", "LayerError", "resolve_layer", "layer_output_shapes", "auto_layer", "spatial_layers"]
 
 LayerSpec = str | nn.Module
+
+PYTHON_HINT = "camlens.layer_output_shapes(model, images) lists every layer with its output shape."
+
+
+class LayerError(ValueError):
+    """A layer that is not there or cannot be explained. ``reason`` is the message without the
+    closing hint on how to list the layers, so that a command can give its own (``camlens
+    layers MODEL``)."""
+
+    def __init__(self, reason: str, hint: str = PYTHON_HINT):
+        super().__init__(f"{reason} {hint}".strip())
+        self.reason = reason
 
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
@@ -35,11 +47,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     close = difflib.get_close_matches(layer, names, n=5, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     top = [name for name in names if "." not in name]
-    raise ValueError(
-        f"layer {layer!r} not found in {type(model).__name__}.{hint} "
-        f"Top-level layers: {', '.join(top)}. "
-        "camlens.layer_output_shapes(model, images) lists every layer with its output shape."
-    )
+    raise LayerError(f"layer {layer!r} not found in {type(model).__name__}.{hint} Top-level layers: {', '.join(top)}.")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,14 @@ def layer_output_shapes(model: nn.Module, inputs: object) -> dict[str, tuple[int
         p.name: tuple(p.output.shape) if isinstance(p.output, torch.Tensor) else None
         for p in _probe(model, lambda: inputs(model))
     }
+
+
+def spatial_layers(model: nn.Module, inputs: object, last: int = 5) -> list[tuple[str, tuple[int, ...]]]:
+    """The ``last`` layers, last first, whose output on ``inputs`` is a (B, C, h, w) map with
+    h·w > 1: the candidates to name when a layer cannot be explained (one forward pass)."""
+    shapes = layer_output_shapes(model, inputs)
+    spatial = [(name, shape) for name, shape in shapes.items() if shape and len(shape) == 4 and shape[-1] * shape[-2] > 1]
+    return spatial[::-1][:last]
 
 
 def auto_layer(model: nn.Module, inputs: object) -> str:
