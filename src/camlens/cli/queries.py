@@ -34,7 +34,9 @@ class Query:
 
 
 def class_target(specs: list[str], class_names: tuple[str, ...]) -> Target:
-    """``--target``: top1 (default), topK, or class indices or names."""
+    """``--target``: top1 (default), topK, or class indices or names, repeated or comma-separated
+    (ImageNet's class names have no commas)."""
+    specs = [piece.strip() for spec in specs for piece in spec.split(",") if piece.strip()]
     try:
         tops = [top for spec in specs if (top := top_k(spec)) is not None]
         if tops and len(specs) > 1:

@@ -79,9 +79,11 @@ METHODS: Mapping[str, Method] = MappingProxyType({
 
 
 def check_method_names(methods: str | Iterable[str]) -> tuple[str, ...]:
-    """The requested method names, de-duplicated in order; ``ValueError`` naming close matches
-    and the available methods for an unknown one, or when none is given."""
-    names = (methods,) if isinstance(methods, str) else tuple(methods)
+    """The requested method names, de-duplicated in order: a name, a comma-separated string of
+    names or a sequence of names, in any case (``"GradCAM, xgradcam"``). ``ValueError`` naming
+    close matches and the available methods for an unknown one, or when none is given."""
+    pieces = methods.split(",") if isinstance(methods, str) else [str(m) for m in methods]
+    names = tuple(name.strip().lower() for name in pieces if name.strip())
     if not names:
         raise ValueError(f"no method requested; choose from {', '.join(METHODS)}")
     for name in names:
