@@ -33,8 +33,8 @@ def test_a_caption_gets_one_map_per_word(scene, tmp_path, capsys):
     assert manifest["caption"] == "a red circle"
     words = manifest["images"][0]["classes"]
     assert [(w["name"], w["position"]) for w in words] == [("a", 0), ("red", 1), ("circle", 2)]
-    assert (out / "scene" / "layercam__01_red.jpg").is_file()
-    maps = torch.load(out / "scene" / "maps.pt", weights_only=True)
+    assert (out / "scene_png" / "layercam__01_red.jpg").is_file()
+    maps = torch.load(out / "scene_png" / "maps.pt", weights_only=True)
     assert maps["positions"].tolist() == [0, 1, 2] and maps["maps"]["gradcam"].shape == (3, 64, 64)
 
 
@@ -83,7 +83,7 @@ def test_a_photo_whose_box_is_not_detected_is_skipped_and_the_others_explained(s
     assert [Path(r["file"]).name for r in manifest["images"]] == ["scene.png"]
     assert [Path(f["file"]).name for f in manifest["failures"]] == ["empty.png"]
     assert "no detection matches" in manifest["failures"][0]["reason"]
-    assert "skipped" in capsys.readouterr().err and (out / "scene" / "maps.pt").is_file()
+    assert "skipped" in capsys.readouterr().err and (out / "scene_png" / "maps.pt").is_file()
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -1,7 +1,8 @@
 """The ``camlens`` command: one module per subcommand, each with ``add_parser`` and ``run``.
 
-Exit codes: 0 success; 1 some inputs could not be read (the others are done); 2 bad usage
-(unknown model, class, layer or method, missing weights, nothing to explain).
+Exit codes: 0 success; 1 some inputs could not be read (the others are done), or an output
+could not be written (a read-only folder, a full disk); 2 bad usage (unknown model, class, layer
+or method, missing weights, nothing to explain, an --out that is a file or holds another run).
 
 A new command is a module here with ``add_parser(commands)`` (its options, ending in
 ``set_defaults(run=run)``) and ``run(args) -> int``, listed in :data:`COMMANDS`.
@@ -14,7 +15,7 @@ import sys
 
 from .. import __version__
 from . import evaluate, explain, layers, models
-from .common import EXAMPLES, EXIT_USAGE, UsageError, check_counts
+from .common import EXAMPLES, EXIT_INPUT_FAILED, EXIT_USAGE, UsageError, check_counts
 
 __all__ = ["main", "parser", "COMMANDS"]
 
@@ -42,3 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"camlens: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # a folder that cannot be written, a full disk: what was written stays
+        where = f" {error.filename}" if error.filename else ""
+        print(f"camlens: error: cannot write{where}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_INPUT_FAILED

@@ -10,10 +10,11 @@ from importlib import metadata
 import torch
 
 from .. import __version__
+from ..engine.layers import LayerError
 from ..methods import check_method_names
 from ..models import LoadedModel, load
 
-__all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "versions", "load_model",
+__all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "usage_error", "versions", "load_model",
            "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -35,6 +36,14 @@ class UsageError(Exception):
     """Bad usage found after parsing: reported as ``camlens: error: ...`` with exit code 2."""
 
 
+def usage_error(error: Exception, model: str) -> UsageError:
+    """A library error as a command reports it: a layer error points at ``camlens layers MODEL``
+    rather than at a Python function."""
+    if isinstance(error, LayerError):
+        return UsageError(f"{error.reason} `camlens layers {model}` lists every layer with its output shape.")
+    return UsageError(str(error))
+
+
 def versions() -> dict[str, str]:
     """The versions a manifest records: Python, the platform, camlens and its main dependencies."""
     found = {"python": platform.python_version(), "platform": platform.platform(), "camlens": __version__}
@@ -47,7 +56,7 @@ def versions() -> dict[str, str]:
 
 
 # options that count something, with the least each may be
-_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0, "images_per_step": 1}
+_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0, "images_per_step": 1, "limit": 1}
 
 
 def check_counts(args: argparse.Namespace) -> None:
@@ -100,7 +109,9 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
     """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
     parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
-    parser.add_argument("--weights", help="weights file for models that need one (mobilenet-v2)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="a weights file (state dict) for the model; required by mobilenet-v2, optional for "
+                             "torchvision:/timm: models (default: random weights)")
     parser.add_argument("--layer", default="auto", help=layer_help)
 
 

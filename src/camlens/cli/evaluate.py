@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..data import load_dataset
+from ..engine.layers import LayerError
 from ..evaluate import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 from ..metrics.faithfulness import MASK_KINDS, SCORE_KINDS
 from .common import (
@@ -18,6 +19,7 @@ from .common import (
     method_names,
     parse_device,
     subcommand,
+    usage_error,
 )
 
 __all__ = ["add_parser", "run"]
@@ -54,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         summary = evaluate(loaded, samples, methods, args.out, groups=groups, layer=layer, protocol=protocol,
                            batch_size=args.batch_size, images_per_step=args.images_per_step, resume=not args.restart,
                            diagnose=args.diagnose)
-    except ProtocolMismatch as error:
-        raise UsageError(str(error)) from None
+    except (ProtocolMismatch, LayerError) as error:
+        raise usage_error(error, args.model) from None
     print(summary.markdown())
     print(f"\nper-image results: {args.out}/results.jsonl; summary.md/.csv/.json" + (", curves.png" if summary.curves else ""))
     if summary.failures:
@@ -69,7 +71,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         commands, "evaluate", "measure methods on a dataset: faithfulness, axioms, Shapley error, localization",
         "Evaluate CAM methods on a labelled dataset (a labels/boxes CSV or a folder of VOC/ImageNet XML). "
         "Per-image results are appended to OUT/results.jsonl as they come, so an interrupted run "
-        "resumes where it stopped; a summary table (mean ± 95%% CI) is printed and written.",
+        "resumes where it stopped; a summary table (mean ± 95% CI) is printed and written.",
     )
     parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
     parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")

@@ -8,6 +8,7 @@ whatever the folder's size and a killed run can be resumed (``--resume``)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, Photo, image_paths, stream_photos
+from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, Photo, named_image_paths, read_jsonl, stream_photos
 from ..engine.layers import LayerSpec
 from ..explain import explain
 from ..explanation import Explanation
@@ -35,6 +36,7 @@ from .common import (
     method_names,
     parse_device,
     subcommand,
+    usage_error,
     versions,
 )
 from .manifest import RunManifest
@@ -46,14 +48,26 @@ __all__ = ["add_parser", "run", "DEFAULT_METHODS"]
 DEFAULT_METHODS = "gradcam,gradcampp,xgradcam,layercam,guided_gradcam"
 
 
-def _unique_stems(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
-    return stems
+def _output_folders(named: list[tuple[Path, str]]) -> dict[Path, str]:
+    """Each photo's folder under ``--out``: its name relative to where it was found, the input
+    tree mirrored, with the extension kept in the last part (``sub/a.jpg`` → ``sub/a_jpg``), so
+    that ``a.jpg``, ``a.png`` and ``sub/a.jpg`` never share a folder. Two inputs with the same
+    name (from two folders) get ``_2``, ``_3``, … and a note, never each other's files."""
+    folders: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path, name in named:
+        parts = [part for part in Path(name).parts if part not in ("", ".", "..", "/")] or [path.name]
+        parts[-1] = parts[-1].replace(".", "_")
+        folder = base = "/".join(parts)
+        count = 1
+        while folder in taken:
+            count += 1
+            folder = f"{base}_{count}"
+        if count > 1:
+            print(f"camlens: note: {path} writes to {folder}/, as another input is also named {name}", file=sys.stderr)
+        taken.add(folder)
+        folders[path] = folder
+    return folders
 
 
 def _print_predictions(stem: str, predicted: list[dict]) -> None:
@@ -61,11 +75,25 @@ def _print_predictions(stem: str, predicted: list[dict]) -> None:
     print(f"{stem:24s} {cells}")
 
 
-def _fresh_start(out: Path) -> None:
-    """Remove what an earlier run's summary files would leave stale (its photos' folders are
-    overwritten photo by photo)."""
-    for stale in [out / "manifest.json", out / "overview.png", *out.glob("overview-[0-9][0-9][0-9].png")]:
-        stale.unlink(missing_ok=True)
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Check ``--out`` before any work: it must be a folder (or not exist yet), and an earlier
+    run in it is continued (``--resume``), replaced (``--overwrite``: its files are removed), or
+    a usage error — never overwritten silently. Creates it; returns whether it was created."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    earlier = out / "manifest.jsonl"
+    if earlier.exists() and not resume:
+        if not overwrite:
+            raise UsageError(f"{out}/ holds an earlier run (manifest.jsonl): --resume continues it, --overwrite "
+                             "replaces it, or give another --out")
+        for line in read_jsonl(earlier):
+            for relative in line.get("image", {}).get("outputs", []):
+                (out / relative).unlink(missing_ok=True)
+        for stale in [earlier, out / "manifest.json", *out.glob("overview-[0-9][0-9][0-9].png")]:
+            stale.unlink(missing_ok=True)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    return created
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,27 +101,40 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.methods)
     device = parse_device(args.device)
     query = build_query(args, loaded, device)
-    layer: LayerSpec = query.layer
-    model = query.model.to(device)
-    paths = image_paths(args.images)
-    if not paths:
+    named = named_image_paths(args.images)
+    if not named:
         raise UsageError(f"no image files in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     max_side = args.max_side or None
-    settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": layer,
-                "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side, "format": args.format}
+    settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": query.layer,
+                "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side,
+                "format": args.format}
     info = {"camlens": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": ["camlens", *sys.argv[1:]], "device": str(device), "preprocessing": _describe(loaded),
             "versions": versions()}
-    if not args.resume:
-        _fresh_start(out)
-    manifest = RunManifest(out, settings, info, resume=args.resume)
-    stems = dict(zip(paths, _unique_stems(paths)))  # over every input, so that a resumed run names alike
-    todo = [path for path in paths if str(path) not in manifest.done]
-    pages = _resumed_pages(out, manifest, methods)
+    created = _prepare_output(out, args.resume, args.overwrite)
+    try:
+        manifest = RunManifest(out, settings, info, resume=args.resume)
+    except UsageError:
+        if created:
+            out.rmdir()
+        raise
+    try:
+        return _explain_all(args, loaded, query, query.model.to(device), device, methods, named, out, manifest)
+    except UsageError:  # found while explaining (a layer that cannot be explained, say): leave no empty run
+        if created and not manifest.done:
+            manifest.abandon()
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
+
+def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named, out: Path,
+                 manifest: RunManifest) -> int:
+    layer: LayerSpec = query.layer
+    max_side = args.max_side or None
+    stems = _output_folders(named)  # over every input, so that a resumed run names alike
+    todo = [path for path, _ in named if str(path) not in manifest.done]
+    pages = _resumed_pages(out, manifest, methods)
     missed: list[str] = []  # photos where no detection matched a --box
     resolved_layer = next((r["layer"] for r in manifest.done.values() if "layer" in r), None)
     with tqdm(total=len(todo), desc="explaining", unit="photo", file=sys.stderr, disable=len(todo) <= 4) as progress:
@@ -102,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 manifest.add_failure(str(failure.path), failure.reason)
                 tqdm.write(f"camlens: skipped {failure}", file=sys.stderr)
             for photos, explanation in _explain_chunk(model, query, batch.photos, batch.tensor, device, layer, methods,
-                                                      manifest, missed):
+                                                      manifest, missed, args.model):
                 resolved_layer = explanation.layer
                 for offset, photo in enumerate(photos):
                     rows = (explanation.image_index == offset).nonzero().flatten().tolist()
@@ -152,7 +193,7 @@ def _resumed_pages(out: Path, manifest: RunManifest, methods: tuple[str, ...]) -
 
 
 def _explain_chunk(model, query, photos: list[Photo], tensor: torch.Tensor, device, layer, methods,
-                   manifest: RunManifest, missed: list[str]) -> list[tuple[list[Photo], Explanation]]:
+                   manifest: RunManifest, missed: list[str], model_name: str) -> list[tuple[list[Photo], Explanation]]:
     """The explanation of a chunk of photos, as (photos, explanation) pairs. A photo where no
     detection matches a ``--box`` is recorded as failed and the others go on: the chunk is then
     explained photo by photo. Other errors are usage errors."""
@@ -165,13 +206,13 @@ def _explain_chunk(model, query, photos: list[Photo], tensor: torch.Tensor, devi
         if len(photos) > 1:
             return [pair for i in range(len(photos))
                     for pair in _explain_chunk(model, query, photos[i:i + 1], tensor[i:i + 1], device, layer, methods,
-                                               manifest, missed)]
+                                               manifest, missed, model_name)]
         manifest.add_failure(str(photos[0].path), str(error))
         missed.append(str(error))
         tqdm.write(f"camlens: skipped {photos[0].path}: {error}", file=sys.stderr)
         return []
     except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from error
+        raise usage_error(error, model_name) from error
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -205,6 +246,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=sorted(SAVE_OPTIONS), default="jpg",
                         help="file format of the overlays and grids: jpg (fast, small) or png (lossless) "
                              "(default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (its files are removed first); without it, or "
+                             "--resume, an earlier run is never overwritten")
     parser.add_argument("--resume", action="store_true",
                         help="go on with the run in --out: skip the photos its manifest.jsonl lists as explained, "
                              "retry those that failed (the settings must be the same)")

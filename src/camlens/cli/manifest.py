@@ -61,6 +61,10 @@ class RunManifest:
         """The files that failed in this run, with their reasons."""
         return list(self._failed.items())
 
+    def abandon(self) -> None:
+        """Stop logging without writing ``manifest.json`` (the run is given up)."""
+        self._handle.close()
+
     def close(self, extra: dict) -> Path:
         """Stop logging and write ``manifest.json``: the settings, ``info``, ``extra``, every
         photo explained (this run's and the resumed ones') and this run's failures."""

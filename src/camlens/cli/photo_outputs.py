@@ -54,7 +54,7 @@ def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, ro
         panel_row, title_row = [photo.image], [photo.path.name]
         for method in explanation.methods:
             if method in explanation.input_maps:
-                picture = render_attribution(explanation.input_maps[method][row])
+                picture = render_attribution(explanation.input_maps[method][row], size=photo.image.size, box=box)
             else:
                 saliency = explanation.maps[method][row].cpu()
                 picture = overlay(photo.image, saliency, box=box, max_side=None)

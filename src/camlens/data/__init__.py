@@ -8,12 +8,12 @@ from .images import ImageBatch, ImageReadError, fit_within, load_images, read_im
 from .jsonl import append_jsonl, read_jsonl
 from .labels import imagenet_classes, imagenet_wnids, resolve_class
 from .preprocessing import Preprocessing
-from .sources import IMAGE_SUFFIXES, image_paths
+from .sources import IMAGE_SUFFIXES, image_paths, named_image_paths
 from .stream import DISPLAY_MAX_SIDE, Photo, PhotoBatch, stream_photos
 
 __all__ = [
     "Sample", "load_dataset", "load_voc", "Box", "boxes_in_input", "mask_in_input", "ImageBatch", "ImageReadError",
     "load_images", "read_image", "fit_within", "imagenet_classes", "imagenet_wnids", "resolve_class", "Preprocessing",
-    "IMAGE_SUFFIXES", "image_paths", "Photo", "PhotoBatch", "stream_photos", "DISPLAY_MAX_SIDE", "read_jsonl",
+    "IMAGE_SUFFIXES", "image_paths", "named_image_paths", "Photo", "PhotoBatch", "stream_photos", "DISPLAY_MAX_SIDE", "read_jsonl",
     "append_jsonl",
 ]

@@ -58,11 +58,16 @@ def overlay(image: Image.Image, saliency: torch.Tensor, box: Box | None = None, 
     return Image.fromarray(photo)
 
 
-def render_attribution(attribution: torch.Tensor, percentile: float = 99.5) -> Image.Image:
+def render_attribution(attribution: torch.Tensor, percentile: float = 99.5, size: tuple[int, int] | None = None,
+                       box: Box | None = None) -> Image.Image:
     """An input-resolution attribution (C, H, W) such as Guided Grad-CAM as an RGB image: gray
     (0.5) is zero, brighter channels are positive evidence, darker negative. Values are scaled by
     the ``percentile`` of their magnitudes and clipped, so that a few extreme pixels do not leave
-    the rest gray; the sign is kept."""
+    the rest gray; the sign is kept.
+
+    With ``size`` (width, height) the picture is that large, gray, with the attribution resized
+    into ``box`` (the region of the photo the model saw, e.g. :meth:`Preprocessing.crop_box` in
+    the picture's pixels): it then lines up with the photo and its overlays."""
     if attribution.dim() != 3:
         raise ValueError(f"render_attribution takes one (C, H, W) attribution, not {tuple(attribution.shape)}")
     values = attribution.detach().float().cpu()
@@ -72,7 +77,14 @@ def render_attribution(attribution: torch.Tensor, percentile: float = 99.5) -> I
     scaled = 0.5 + 0.5 * values / peak if peak > 0 else torch.full_like(values, 0.5)
     if scaled.shape[0] == 1:
         scaled = scaled.expand(3, -1, -1)
-    return Image.fromarray((scaled.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    picture = Image.fromarray((scaled.permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    if size is None:
+        return picture
+    x0, y0, x1, y1 = (round(v) for v in (box or (0, 0, *size)))
+    canvas = Image.new("RGB", size, (128, 128, 128))
+    if x1 > x0 and y1 > y0:
+        canvas.paste(picture.resize((x1 - x0, y1 - y0), Image.BILINEAR), (x0, y0))
+    return canvas
 
 
 def draw_box(image: Image.Image, box: Box, color: str = "lime", width: int = 3) -> Image.Image:
