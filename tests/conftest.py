@@ -4,6 +4,7 @@ need it skip with a clear reason where it is absent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,20 @@ from support import DATA_DIR, MOBILENET_WEIGHTS, SAMPLE_IMAGES
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
+def shared_data() -> Callable[[str], Path]:
+    """``shared_data("imagenet_val_bbox/annotations.csv")``: the path of a file or folder of the
+    shared data; the test skips, naming what is missing, where the folder or that part of it is
+    absent (a partial copy of the data skips what it lacks rather than erroring)."""
     if not DATA_DIR.is_dir():
         pytest.skip(f"real data folder {DATA_DIR} not found (set CAMLENS_DATA to the shared data folder)")
-    return DATA_DIR
+
+    def find(relative: str) -> Path:
+        path = DATA_DIR / relative
+        if not path.exists():
+            pytest.skip(f"{relative} not found in the real data folder {DATA_DIR}")
+        return path
+
+    return find
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +60,10 @@ def lite0_batch(lite0, photos) -> torch.Tensor:
 def mobilenet(shared_data):
     from camlens.models import mobilenet_v2
 
-    return mobilenet_v2(shared_data / MOBILENET_WEIGHTS)
+    return mobilenet_v2(shared_data(MOBILENET_WEIGHTS))
 
 
 @pytest.fixture(scope="session")
 def imagenet_photos(shared_data) -> list[Image.Image]:
-    folder = shared_data / "imagenet_val_bbox" / "images"
+    folder = shared_data("imagenet_val_bbox/images")
     return [Image.open(path).convert("RGB") for path in sorted(folder.glob("*"))[:4]]

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_imagenet_val_bbox_annotations_load_directly(shared_data):
-    samples = load_dataset(shared_data / "imagenet_val_bbox" / "annotations.csv")
+    samples = load_dataset(shared_data("imagenet_val_bbox/annotations.csv"))
     assert len(samples) == 21 and sum(len(s.boxes) for s in samples) == 27
     assert all(s.path.is_file() and s.label is not None for s in samples)
     paddle = next(s for s in samples if s.id.endswith("ILSVRC2012_val_00008855.JPEG"))
@@ -31,7 +31,7 @@ def test_imagenet_val_bbox_annotations_load_directly(shared_data):
 
 
 def test_imagenet_sample_labels_load_directly(shared_data):
-    samples = load_dataset(shared_data / "imagenet_sample_1000" / "labels.csv")
+    samples = load_dataset(shared_data("imagenet_sample_1000/labels.csv"))
     assert len(samples) == 1000 and sorted(s.label for s in samples) == list(range(1000))
     assert samples[0].path.name == "n01440764_tench.JPEG" and samples[0].boxes == ()
 

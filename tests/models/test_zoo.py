@@ -30,8 +30,8 @@ def test_efficientnet_lite0_classifies_chelsea_and_coffee():
 
 def test_mobilenet_v2_reaches_89_percent_top1_on_imagenet_sample_1000(shared_data):
     """TensorFlow "SAME" padding is what makes these weights work: symmetric padding gives 80.5%."""
-    loaded = load("mobilenet-v2", weights=shared_data / MOBILENET_WEIGHTS)
-    folder = shared_data / "imagenet_sample_1000"
+    loaded = load("mobilenet-v2", weights=shared_data(MOBILENET_WEIGHTS))
+    folder = shared_data("imagenet_sample_1000")
     rows = list(csv.DictReader(open(folder / "labels.csv")))
     assert len(rows) == 1000
     correct = 0
