@@ -77,8 +77,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
     add_model_options(parser, "dotted layer name (default: the model's recommended layer)")
     add_device_option(parser)
-    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,scorecam,ablationcam,liftcam",
-                        help="comma-separated method names (default: %(default)s)")
+    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,layercam,ablationcam,liftcam",
+                        help="comma-separated method names (default: %(default)s, the fast ones). Slow: scorecam "
+                             "and scorecam_fast (a pass of the whole model per map: 1,280 on EfficientNet-Lite0), "
+                             "shapley (thousands of passes of the network after the layer per image)")
     parser.add_argument("--metrics", default="faithfulness,axioms",
                         help="comma-separated groups: faithfulness, occlusion, axioms, shapley, localization (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="only the first N images")

@@ -181,7 +181,8 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     device = model_device(model.model)
     batch_size = batch_size or default_batch_size(device)
     scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
-    step = _Step(model, scorer, methods, explained, layer, groups, protocol, batch_size, diagnose, out, options, device)
+    step = _Step(model, scorer, methods, explained, layer, groups, protocol, batch_size, diagnose, out, options, device,
+                 progress)
 
     with open(path, "a", encoding="utf-8") as results, \
             tqdm(desc="evaluate", unit="image", disable=not progress, initial=len(samples) - len(todo),
@@ -212,10 +213,11 @@ class _Step:
     out: Path
     options: dict | None
     device: torch.device
+    progress: bool
 
     def explain(self, images: torch.Tensor, target: object) -> list[Explanation]:
         explanation = explain(self.model.model, images, layer=self.layer, methods=self.explained, target=target,
-                              options=self.options)
+                              options=self.options, progress=self.progress)
         return [explanation.image(i) for i in range(images.shape[0])]
 
     def __call__(self, samples: Sequence[Sample]) -> list[dict]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import torch
 
@@ -12,6 +14,25 @@ from ..engine.after import AfterLayer
 from ..targets import Target
 
 __all__ = ["Evidence"]
+
+
+class _Bar(Protocol):
+    def update(self, n: int = 1) -> object: ...
+    def __enter__(self) -> _Bar: ...
+    def __exit__(self, *exc: object) -> object: ...
+
+
+class _Silent:
+    """A progress bar that shows nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 @dataclass(eq=False)
@@ -34,6 +55,17 @@ class Evidence:
     build_after: Callable[[], AfterLayer] = field(repr=False)
     batch_size: int = 128        # activations evaluated at once by the network after the layer
     image_batch_size: int = 16   # images evaluated at once by the full model
+    progress: bool = False       # show progress bars within the call (slow methods use it)
+
+    def progress_bar(self, total: int, what: str) -> _Bar:
+        """A transient progress bar (on stderr) for ``total`` steps of a slow method within one
+        call, which can take minutes; a silent one unless :attr:`progress` is on. Use as a
+        context manager and ``update(n)``."""
+        if not self.progress:
+            return _Silent()
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=what, leave=False, file=sys.stderr)
 
     @cached_property
     def after(self) -> AfterLayer:

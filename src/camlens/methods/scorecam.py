@@ -36,12 +36,14 @@ def _masked_confidence(evidence: Evidence, row: int, channels: torch.Tensor) -> 
     image = evidence.images[evidence.image_index[row]]
     size = tuple(image.shape[-2:])
     result = image.new_empty(channels.numel())
-    for part in chunks(channels.numel(), evidence.image_batch_size):
-        masks, _ = channel_masks(evidence.activations[row, channels[part]], size)
-        rows = torch.full((masks.shape[0],), row, device=image.device)
-        # channels-last input: oneDNN's convolutions run markedly faster on CPU, the model is untouched
-        masked = (image[None] * masks[:, None]).contiguous(memory_format=torch.channels_last)
-        result[part] = evidence.image_confidence(masked, rows)
+    with evidence.progress_bar(channels.numel(), f"Score-CAM, row {row}: masked images") as bar:
+        for part in chunks(channels.numel(), evidence.image_batch_size):
+            masks, _ = channel_masks(evidence.activations[row, channels[part]], size)
+            rows = torch.full((masks.shape[0],), row, device=image.device)
+            # channels-last input: oneDNN's convolutions run markedly faster on CPU, the model is untouched
+            masked = (image[None] * masks[:, None]).contiguous(memory_format=torch.channels_last)
+            result[part] = evidence.image_confidence(masked, rows)
+            bar.update(masks.shape[0])
     return result
 
 
