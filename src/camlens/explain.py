@@ -135,6 +135,7 @@ def explain(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     check_finite: bool = True,
     autocast: torch.dtype | None = None,
+    progress: bool = False,
 ) -> Explanation:
     """Explain ``model``'s decision on ``inputs`` with one or more CAM methods.
 
@@ -176,6 +177,8 @@ def explain(
             gradient family (weights, spatial and input methods) only: the perturbation methods
             compare the network after the layer with the recorded output, which low precision
             would blur. ``benchmarks/bench_gpu.py`` reports the maps' error against float32.
+        progress: show transient progress bars within the call for the slow methods (Score-CAM's
+            masked images, Shapley's permutations), which can take minutes per image.
 
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
@@ -246,10 +249,12 @@ def explain(
                                            verify_on_first_use=True, structured=structured),
             batch_size=batch_size or 128,
             image_batch_size=batch_size or 16,
+            progress=progress,
         )
         layer_maps: dict[str, torch.Tensor] = {}
         weights: dict[str, torch.Tensor] = {}
         errors: dict[str, torch.Tensor] = {}
+        sample_counts: dict[str, torch.Tensor] = {}
         for name in names + (("gradcam",) if "guided_gradcam" in names and "gradcam" not in names else ()):
             method = METHODS[name]
             if method.kind == "weights":
@@ -261,8 +266,8 @@ def explain(
                 layer_maps[name] = method.rule(rows_activations, gradients).clamp_min(0)
             elif method.kind == "perturbation":
                 result = method.rule(evidence, **options.get(name, {}))
-                if isinstance(result, tuple):  # an estimate, with its standard errors
-                    weights[name], errors[name] = result
+                if isinstance(result, tuple):  # an estimate, with its standard errors and sample counts
+                    weights[name], errors[name], sample_counts[name] = result
                 else:
                     weights[name] = result
             if name in weights:
@@ -298,4 +303,5 @@ def explain(
         gradients=gradients,
         errors=errors,
         positions=scores.positions,
+        sample_counts=sample_counts,
     )

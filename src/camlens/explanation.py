@@ -30,7 +30,8 @@ class Explanation:
     model's (selected) output for the B images (a tensor, or the detections as the model returned
     them), ``activations`` (B, K, h, w) and ``gradients`` (N, K, h, w) at the layer (``None`` when
     no method needed gradients); ``errors[m]`` (N, K): standard errors of weights that are
-    estimates (sampled Shapley values). All tensors are detached and on the input's device.
+    estimates (sampled Shapley values), and ``sample_counts[m]`` (N,) how many samples (permutation
+    pairs) each estimate used (0 where exact). All tensors are detached and on the input's device.
     """
 
     layer: str
@@ -47,6 +48,7 @@ class Explanation:
     gradients: torch.Tensor | None
     errors: Mapping[str, torch.Tensor] = field(default_factory=dict)
     positions: torch.Tensor | None = None
+    sample_counts: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -63,7 +65,7 @@ class Explanation:
             targets=self.targets[rows], image_index=torch.zeros_like(rows), outputs=outputs,
             activations=self.activations[index:index + 1],
             gradients=None if self.gradients is None else self.gradients[rows], errors=pick(self.errors),
-            positions=None if self.positions is None else self.positions[rows],
+            positions=None if self.positions is None else self.positions[rows], sample_counts=pick(self.sample_counts),
         )
 
     def __repr__(self) -> str:

@@ -122,3 +122,33 @@ def test_sampling_stops_at_the_target_standard_error():
     assert float(early.errors["shapley"].min()) > float(full.errors["shapley"].min())  # it stopped: fewer pairs
     with pytest.raises(ValueError, match="target_error must be positive"):
         camlens.explain(model, image, layer="relu", methods="shapley", options={"shapley": {"target_error": 0}})
+
+
+def test_an_images_sampled_values_do_not_depend_on_its_place_in_the_batch():
+    model = TailNet(20).eval()
+    images = random_images(2, 8, seed=7)
+    options = {"shapley": {"exact_up_to": 0, "pairs": 6, "seed": 3}}
+    alone = camlens.explain(model, images[1:], layer="relu", methods="shapley", options=options)
+    second = camlens.explain(model, images, layer="relu", methods="shapley", options=options)
+    # the same permutations: equal up to the last bits a batch may change in the activations
+    torch.testing.assert_close(second.weights["shapley"][1], alone.weights["shapley"][0], rtol=1e-4, atol=1e-6)
+    assert second.sample_counts["shapley"].tolist() == [6, 6]
+    other_seed = camlens.explain(model, images[1:], layer="relu", methods="shapley",
+                                 options={"shapley": options["shapley"] | {"seed": 4}})
+    assert not torch.equal(other_seed.weights["shapley"], alone.weights["shapley"])
+    # a generator of the user's own is drawn from as given: the same state, the same values
+    drawn = [camlens.explain(model, images, layer="relu", methods="shapley",
+                             options={"shapley": {"exact_up_to": 0, "pairs": 6,
+                                                  "generator": torch.Generator().manual_seed(11)}})
+             for _ in range(2)]
+    torch.testing.assert_close(drawn[0].weights["shapley"], drawn[1].weights["shapley"], rtol=0, atol=0)
+
+
+def test_progress_within_a_call_for_slow_methods(capfd):
+    model = TailNet(12).eval()
+    camlens.explain(model, random_images(1, 8), layer="relu", methods=("scorecam", "shapley"), progress=True,
+                    options={"shapley": {"exact_up_to": 0, "pairs": 4}})
+    err = capfd.readouterr().err
+    assert "Score-CAM, row 0: masked images" in err and "Shapley, row 0: permutation pairs" in err
+    camlens.explain(model, random_images(1, 8), layer="relu", methods="scorecam")
+    assert "Score-CAM" not in capfd.readouterr().err  # silent unless asked

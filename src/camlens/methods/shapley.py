@@ -26,13 +26,14 @@ rest of the network, not K' + 1 passes through all of it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
 
 from .evidence import Evidence
 
-__all__ = ["shapley_weights", "exact_shapley", "sampled_shapley"]
+__all__ = ["shapley_weights", "exact_shapley", "sampled_shapley", "row_generator"]
 
 
 def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.Tensor:
@@ -56,28 +57,30 @@ def exact_shapley(evidence: Evidence, row: int, players: torch.Tensor) -> torch.
 
 
 def sampled_shapley(evidence: Evidence, row: int, players: torch.Tensor, pairs: int, generator: torch.Generator,
-                    target_error: float | None = None, pairs_per_round: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+                    target_error: float | None = None, pairs_per_round: int = 4) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Permutation sampling of one row's ``players`` with antithetic pairs: the estimate and its
-    standard error (K',). Pairs are drawn ``pairs_per_round`` at a time and their coalitions
+    standard error (K',), and the number of pairs drawn. Pairs are drawn ``pairs_per_round`` at a time and their coalitions
     evaluated together; with ``target_error``, sampling stops after the first round (of at
     least two pairs) whose largest standard error is at most ``target_error`` (in the score's
     units), else after ``pairs``."""
     channels = len(players)
     device = evidence.activations.device
     samples: list[torch.Tensor] = []
-    while len(samples) < pairs:
-        count = min(pairs_per_round, pairs - len(samples))
-        orders = torch.stack([torch.randperm(channels, generator=generator) for _ in range(count)]).to(device)
-        orders = torch.stack([orders, orders.flip(1)], dim=1).flatten(0, 1)       # each and its reverse
-        values = evidence.values_growing(row, players, orders).double()           # (2 count, K' + 1)
-        contributions = torch.empty(orders.shape, dtype=torch.float64, device=device)
-        contributions.scatter_(1, orders, values[:, 1:] - values[:, :-1])         # by player, not position
-        samples += list(contributions.view(count, 2, channels).mean(dim=1))
-        if target_error is not None and len(samples) > 1 and _error(samples).max() <= target_error:
-            break
+    with evidence.progress_bar(pairs, f"Shapley, row {row}: permutation pairs") as bar:
+        while len(samples) < pairs:
+            count = min(pairs_per_round, pairs - len(samples))
+            orders = torch.stack([torch.randperm(channels, generator=generator) for _ in range(count)]).to(device)
+            orders = torch.stack([orders, orders.flip(1)], dim=1).flatten(0, 1)       # each and its reverse
+            values = evidence.values_growing(row, players, orders).double()           # (2 count, K' + 1)
+            contributions = torch.empty(orders.shape, dtype=torch.float64, device=device)
+            contributions.scatter_(1, orders, values[:, 1:] - values[:, :-1])         # by player, not position
+            samples += list(contributions.view(count, 2, channels).mean(dim=1))
+            bar.update(count)
+            if target_error is not None and len(samples) > 1 and _error(samples).max() <= target_error:
+                break
     mean = torch.stack(samples).mean(dim=0)
     dtype = evidence.activations.dtype
-    return mean.to(dtype), _error(samples).to(dtype)
+    return mean.to(dtype), _error(samples).to(dtype), len(samples)
 
 
 def _error(samples: list[torch.Tensor]) -> torch.Tensor:
@@ -87,13 +90,32 @@ def _error(samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(samples).std(dim=0, unbiased=True) / math.sqrt(len(samples))
 
 
+def row_generator(evidence: Evidence, row: int, seed: int) -> torch.Generator:
+    """The permutations' generator of one row, seeded from ``seed`` and the row's content: its
+    input image and its class (and position, for rows that score a part of the output). An
+    image gets the same permutations wherever it sits in a batch and whatever else is in the
+    batch. (Not its activations: a batch may change their last bits.)"""
+    digest = hashlib.sha256(str(seed).encode())
+    image = evidence.images[evidence.image_index[row]]
+    digest.update(image.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(str(int(evidence.classes[row])).encode())
+    if evidence.positions is not None:
+        digest.update(str(int(evidence.positions[row])).encode())
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest.digest()[:8], "little"))
+
+
 def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, seed: int = 0,
-                    target_error: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shapley values of every row's maps (N, K) and their standard errors (0 when exact).
+                    target_error: float | None = None,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapley values of every row's maps (N, K), their standard errors (0 when exact) and the
+    number of permutation pairs each row's estimate used (N,; 0 when exact).
 
     Null players (maps zero everywhere) get 0, exactly; among the K' others, exact when
-    K' ≤ ``exact_up_to``, otherwise antithetic pairs of permutations, seeded: ``pairs`` of
-    them, or fewer once every standard error is at most ``target_error`` (score units).
+    K' ≤ ``exact_up_to``, otherwise antithetic pairs of permutations: ``pairs`` of them, or
+    fewer once every standard error is at most ``target_error`` (score units). Each row's
+    permutations come from ``seed`` and the row's content (:func:`row_generator`), so a result
+    is reproduced by the same call on the same image, alone or in any batch; a ``generator``
+    given instead is drawn from row after row (the rows' order then matters).
     """
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, not {pairs}")
@@ -102,7 +124,7 @@ def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, 
     rows_count, channels = evidence.activations.shape[:2]
     weights = evidence.activations.new_zeros(rows_count, channels)
     errors = torch.zeros_like(weights)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    counts = torch.zeros(rows_count, dtype=torch.long, device=weights.device)
     with torch.inference_mode():
         for row in range(rows_count):
             players = evidence.activations[row].flatten(1).ne(0).any(dim=1).nonzero().flatten()
@@ -111,6 +133,7 @@ def shapley_weights(evidence: Evidence, exact_up_to: int = 16, pairs: int = 32, 
             if len(players) <= exact_up_to:
                 weights[row, players] = exact_shapley(evidence, row, players)
             else:
-                weights[row, players], errors[row, players] = sampled_shapley(evidence, row, players, pairs, generator,
-                                                                              target_error)
-    return weights, errors
+                drawn = generator if generator is not None else row_generator(evidence, row, seed)
+                weights[row, players], errors[row, players], counts[row] = sampled_shapley(
+                    evidence, row, players, pairs, drawn, target_error)
+    return weights, errors, counts
