@@ -149,3 +149,12 @@ def test_guided_gradcam_pictures_line_up_with_the_photo(tmp_path):
     x0, y0, x1, y1 = (round(v) for v in record["crop_box"])
     assert (picture[: y0 - 1] == 128).all() and (picture[y1 + 1:] == 128).all()  # outside the model's crop: zero
     assert (picture[y0 + 2: y1 - 2, x0 + 2: x1 - 2] != 128).any()
+
+
+def test_evaluates_default_methods_are_the_fast_ones_and_the_help_names_the_slow():
+    from camlens.cli import parser
+
+    args = parser().parse_args(["evaluate", "labels.csv"])
+    assert "scorecam" not in args.methods and "shapley" not in args.methods
+    completed = subprocess.run([sys.executable, "-m", "camlens", "evaluate", "--help"], capture_output=True, text=True)
+    assert "Slow: scorecam" in " ".join(completed.stdout.split())

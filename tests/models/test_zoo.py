@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+import camlens
 from camlens.data import Preprocessing, imagenet_classes
 from camlens.models import ZOO, load, wrap
 
-from support import MOBILENET_WEIGHTS
+from support import MOBILENET_WEIGHTS, SAMPLE_IMAGES
 
 
 def test_efficientnet_lite0_classifies_chelsea_and_coffee():
@@ -97,3 +98,16 @@ def test_crop_box_is_the_region_the_model_sees():
     direct = preprocessing(original)
     via_box = torch.from_numpy(np.asarray(original.resize((224, 224), Image.BILINEAR, box=box), dtype=np.float32) / 255).permute(2, 0, 1)
     assert (direct - via_box).abs().mean() < 0.01
+
+
+def test_load_in_float64_for_reference_computations(lite0):
+    from camlens import read_image
+
+    loaded = load("efficientnet-lite0", dtype=torch.float64)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float64}
+    image = loaded.preprocessing(read_image(SAMPLE_IMAGES / "owl.jpg"))
+    assert image.dtype == torch.float64
+    explanation = camlens.explain(loaded.model, image[None], layer=loaded.layer, methods="gradcam")
+    assert explanation.maps["gradcam"].dtype == torch.float64
+    with pytest.raises(ValueError, match="floating-point"):
+        load("efficientnet-lite0", dtype=torch.int64)

@@ -110,8 +110,8 @@ def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
     """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
     parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
     parser.add_argument("--weights", metavar="PATH",
-                        help="a weights file (state dict) for the model; required by mobilenet-v2, optional for "
-                             "torchvision:/timm: models (default: random weights)")
+                        help="the weights file (a state dict) of a model that ships without weights: mobilenet-v2 "
+                             "needs one (`camlens models` lists the models)")
     parser.add_argument("--layer", default="auto", help=layer_help)
 
 

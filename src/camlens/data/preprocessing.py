@@ -15,12 +15,14 @@ __all__ = ["Preprocessing"]
 @dataclass(frozen=True)
 class Preprocessing:
     """Resize the short side to ``resize``, center-crop ``crop``×``crop``, scale to [0, 1], then
-    ``(x − mean) / std`` per channel."""
+    ``(x − mean) / std`` per channel, as a tensor of ``dtype`` (the name of a torch float type:
+    ``"float64"`` for reference computations with a model cast to float64)."""
 
     resize: int
     crop: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    dtype: str = "float32"
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) an image of that size is resized to before the center crop."""
@@ -49,4 +51,4 @@ class Preprocessing:
         pixels = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
-        return (pixels - mean) / std
+        return ((pixels - mean) / std).to(getattr(torch, self.dtype))

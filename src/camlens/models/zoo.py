@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -195,12 +195,25 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
     return LoadedModel(f"timm:{name}", model.eval(), preprocessing, imagenet_classes())
 
 
-def load(name: str, weights: str | Path | None = None, pretrained: bool = True) -> LoadedModel:
+def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
+         dtype: torch.dtype | None = None) -> LoadedModel:
     """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME``.
 
     ``weights`` is a path for entries that need one (``mobilenet-v2``); ``pretrained=False`` gives
-    random weights for torchvision and timm models.
+    random weights for torchvision and timm models. ``dtype`` (e.g. ``torch.float64``, for
+    reference computations) casts the model's parameters and makes the preprocessing give
+    tensors of that type.
     """
+    loaded = _load(name, weights, pretrained)
+    if dtype is None:
+        return loaded
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point type, not {dtype}")
+    return replace(loaded, model=loaded.model.to(dtype),
+                   preprocessing=replace(loaded.preprocessing, dtype=str(dtype).removeprefix("torch.")))
+
+
+def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedModel:
     if name.startswith("torchvision:"):
         return _torchvision(name.split(":", 1)[1], pretrained)
     if name.startswith("timm:"):
