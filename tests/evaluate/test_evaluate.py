@@ -110,7 +110,8 @@ def test_a_killed_evaluation_resumes_to_the_same_results(tmp_path, uninterrupted
     for a, b in zip(sorted(resumed, key=key), sorted(expected, key=key)):
         assert a.keys() == b.keys()
         for name in a:
-            expected_value = b[name] if isinstance(b[name], (str, type(None))) else pytest.approx(b[name], rel=1e-5, abs=1e-6)
+            exact = isinstance(b[name], (str, type(None))) or name == "groups"
+            expected_value = b[name] if exact else pytest.approx(b[name], rel=1e-5, abs=1e-6)
             assert a[name] == expected_value, name
 
 
@@ -140,7 +141,7 @@ def test_resuming_under_another_protocol_is_refused(tmp_path, uninterrupted, cap
     dataset = photo_dataset(tmp_path)
     changed = [arg if arg != "4" else "8" for arg in ARGS]  # --steps 8
     assert main(["evaluate", str(dataset), "--out", str(out), *changed]) == 2
-    assert "another protocol (steps differ)" in capsys.readouterr().err
+    assert "holds results of another run (protocol.steps differ)" in capsys.readouterr().err
     assert len(read_results(out / "results.jsonl")) == 6  # nothing lost
 
 
@@ -201,5 +202,51 @@ def test_images_measured_together_give_the_records_of_images_measured_one_by_one
     for a, b in zip(together, alone):
         assert a.keys() == b.keys()
         for name in a:
-            expected = b[name] if isinstance(b[name], (str, type(None), int)) else pytest.approx(b[name], rel=1e-4, abs=1e-5)
+            exact = isinstance(b[name], (str, type(None), int)) or name == "groups"
+            expected = b[name] if exact else pytest.approx(b[name], rel=1e-4, abs=1e-5)
             assert a[name] == expected, (key(a), name)
+
+
+def test_resuming_with_another_dataset_or_weights_is_refused_saying_what_differs(tmp_path, uninterrupted, capsys):
+    out = tmp_path / "copy"
+    out.mkdir()
+    for name in ("results.jsonl", "protocol.json"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("\n".join(photo_dataset(tmp_path).read_text().splitlines()[:3]) + "\n")  # two of the three
+    assert main(["evaluate", str(fewer), "--out", str(out), *ARGS]) == 2
+    assert "(dataset, images differ)" in capsys.readouterr().err
+    assert main(["evaluate", str(photo_dataset(tmp_path)), "--out", str(out), *ARGS, "--methods", "gradcam"]) == 2
+    assert "methods (some removed) differ" in capsys.readouterr().err
+
+
+def test_a_resume_with_added_methods_and_groups_computes_only_those(tmp_path, lite0):
+    dataset = photo_dataset(tmp_path)
+    base = ["--steps", "4", "--batch-size", "16", "--out", str(tmp_path / "run")]
+    assert main(["evaluate", str(dataset), *base, "--methods", "gradcam", "--metrics", "axioms"]) == 0
+    results = tmp_path / "run" / "results.jsonl"
+    first = read_results(results)
+    assert len(first) == 3 and all(r["groups"] == ["axioms"] for r in first)
+    assert main(["evaluate", str(dataset), *base, "--methods", "gradcam,xgradcam", "--metrics", "axioms,faithfulness"]) == 0
+    added = read_results(results)[3:]
+    assert read_results(results)[:3] == first  # nothing rewritten
+    # gradcam lacked faithfulness only, xgradcam everything: 3 + 3 new records, nothing else
+    assert sorted((r["method"], tuple(r["groups"])) for r in added) == \
+        [("gradcam", ("axioms", "faithfulness"))] * 3 + [("xgradcam", ("axioms", "faithfulness"))] * 3
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    cells = {(row["method"], row["metric"]): row["n"] for row in summary["rows"]}
+    assert cells[("gradcam", "conservation_error")] == 3 and cells[("xgradcam", "deletion_auc")] == 3
+    assert main(["evaluate", str(dataset), *base, "--methods", "gradcam,xgradcam", "--metrics", "axioms,faithfulness"]) == 0
+    assert len(read_results(results)) == 9  # all there: a third run computes nothing
+
+
+def test_an_image_that_failed_is_tried_again_on_resume(tmp_path, lite0):
+    late = tmp_path / "late.jpg"
+    dataset = tmp_path / "labels.csv"
+    dataset.write_text(f"file,label\n{SAMPLE_IMAGES / 'owl.jpg'},24\n{late},88\n")
+    arguments = ["evaluate", str(dataset), "--out", str(tmp_path / "run"), "--methods", "gradcam", "--metrics", "axioms"]
+    assert main(arguments) == 1  # the late photo is not there yet
+    late.symlink_to(SAMPLE_IMAGES / "parrot.jpg")
+    assert main(arguments) == 0
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "could not be evaluated" not in summary and "\n2 images" in summary

@@ -1,19 +1,23 @@
-"""How a run measures (:class:`Protocol`), recorded beside its results: a results folder refuses
-to resume under another protocol, model or layer, which would silently mix two definitions."""
+"""How a run measures (:class:`Protocol`) and what else defines its results, recorded beside
+them: a results folder refuses to resume under another protocol, model, weights, layer, dataset
+or options, which would silently mix two definitions in one table."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..data import Box
+from ..data import Box, Sample
 from ..metrics import faithfulness, localization
 from ..models import LoadedModel
 
-__all__ = ["Protocol", "ProtocolMismatch", "settle_protocol"]
+__all__ = ["Protocol", "ProtocolMismatch", "settle_protocol", "model_fingerprint", "dataset_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -54,19 +58,51 @@ class Protocol:
 
 
 class ProtocolMismatch(ValueError):
-    """A results folder holds results measured under another protocol, model or layer."""
+    """A results folder holds results measured under another protocol, model, layer, dataset or
+    options."""
 
 
-def settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: str, resuming: bool) -> None:
-    """Write the run's protocol, model and layer; when resuming, refuse a different one (the
-    results would silently mix two definitions)."""
-    settings = {"protocol": asdict(protocol), "model": model.name, "layer": layer}
+def model_fingerprint(model: nn.Module) -> str:
+    """A SHA-256 of the model's parameters and buffers (names, shapes, values): other weights,
+    another fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(samples: Sequence[Sample]) -> str:
+    """A SHA-256 of what a dataset says: each sample's id, file, label, boxes and mask, in order."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(repr((sample.id, str(sample.path), sample.label, sample.boxes, str(sample.mask))).encode())
+    return digest.hexdigest()
+
+
+# what may grow between a run and its resumption: the new methods or groups are computed for the
+# old images; anything else that differs would mix two definitions in one table
+_MAY_GROW = ("methods", "groups")
+
+
+def settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: str, resuming: bool, *,
+                    samples: Sequence[Sample] = (), methods: Sequence[str] = (), groups: Sequence[str] = (),
+                    options: dict | None = None) -> None:
+    """Write what defines the run's results — the protocol, the model (name and a fingerprint of
+    its weights), the layer, the dataset (a fingerprint of its samples, and their count), the
+    methods, the metric groups and the methods' options — to ``path``. When resuming, refuse a
+    run that differs in anything but added methods or metric groups, saying what differs."""
+    settings = {"protocol": asdict(protocol), "model": model.name, "weights": model_fingerprint(model.model),
+                "layer": layer, "dataset": dataset_fingerprint(samples), "images": len(samples),
+                "methods": list(methods), "groups": list(groups), "options": json.loads(json.dumps(options or {}))}
     if resuming and path.exists():
         earlier = json.loads(path.read_text(encoding="utf-8"))
-        if earlier != settings:
-            changed = sorted(k for k in set(earlier["protocol"]) | set(settings["protocol"])
-                             if earlier["protocol"].get(k) != settings["protocol"].get(k))
-            changed += [k for k in ("model", "layer") if earlier.get(k) != settings[k]]
-            raise ProtocolMismatch(f"{path.parent} holds results under another protocol ({', '.join(changed)} differ): "
-                                   "resume with the same settings, or restart")
+        changed = [f"protocol.{k}" for k in sorted(set(earlier.get("protocol", {})) | set(settings["protocol"]))
+                   if earlier.get("protocol", {}).get(k) != settings["protocol"].get(k)]
+        changed += [k for k in settings if k not in ("protocol", *_MAY_GROW) and earlier.get(k) != settings[k]]
+        changed += [f"{k} (some removed)" for k in _MAY_GROW if not set(earlier.get(k, [])) <= set(settings[k])]
+        if changed:
+            raise ProtocolMismatch(f"{path.parent} holds results of another run ({', '.join(changed)} differ): "
+                                   "resume with the same settings (methods and metric groups may be added), or "
+                                   "start afresh with --restart (its results are discarded) or another --out")
     path.write_text(json.dumps(settings, indent=1), encoding="utf-8")

@@ -5,15 +5,17 @@ class (top-5 when localization is measured) and, for the images whose true class
 (pointing game, energy, mask IoU, diagnosis), one for the label; then the faithfulness metrics'
 perturbed images of the whole group stream through a faster copy of the model in batches.
 Results go to ``results.jsonl`` one line per (image, method), written and flushed group by
-group: a killed run resumes where it stopped, recomputing nothing that was written and writing
-nothing twice. The summary (mean ± 95% confidence interval per method and
+group, each record naming the metric groups it holds: a killed run resumes where it stopped,
+recomputing nothing that was written and writing nothing twice; a run resumed with methods or
+metric groups added computes just those for the images already done; images that failed are
+tried again. The summary (mean ± 95% confidence interval per method and
 metric, best per column marked) is computed from that file alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -171,30 +173,50 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     path = out / "results.jsonl"
     if not resume and path.exists():
         path.unlink()
-    settle_protocol(out / "protocol.json", protocol, model, layer or model.layer, resume and path.exists())
-    done = {(r["id"], r["method"]) for r in read_jsonl(path)}
-    methods = tuple(methods)
-    extra = (("ablationcam",) if "axioms" in groups else ()) + (("shapley",) if "shapley" in groups else ())
-    explained = tuple(dict.fromkeys(methods + extra))
+    methods, groups = tuple(methods), tuple(groups)
+    settle_protocol(out / "protocol.json", protocol, model, layer or model.layer, resume and path.exists(),
+                    samples=samples, methods=methods, groups=groups, options=options)
+    done = completed(read_jsonl(path))
     layer = layer or model.layer
-    todo = [s for s in samples if any((s.id, m) not in done for m in methods)]
+    needs = {s.id: _missing(done, s.id, methods, groups) for s in samples}
+    todo = [s for s in samples if needs[s.id][0]]
     device = model_device(model.model)
     batch_size = batch_size or default_batch_size(device)
     scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
-    step = _Step(model, scorer, methods, explained, layer, groups, protocol, batch_size, diagnose, out, options, device,
+    base = _Step(model, scorer, methods, methods, layer, groups, protocol, batch_size, diagnose, out, options, device,
                  progress)
 
     with open(path, "a", encoding="utf-8") as results, \
             tqdm(desc="evaluate", unit="image", disable=not progress, initial=len(samples) - len(todo),
                  total=len(samples)) as bar:
-        for start in range(0, len(todo), images_per_step):
-            group = todo[start:start + images_per_step]
-            records = step(group)
-            append_jsonl(results, (r for r in records if (r["id"], r["method"]) not in done))
-            bar.update(len(group))
-    summary = summarize(read_jsonl(path), methods)
+        for need in dict.fromkeys(needs[s.id] for s in todo):  # images needing the same work, together
+            alike = [s for s in todo if needs[s.id] == need]
+            step = base.doing(*need)
+            for start in range(0, len(alike), images_per_step):
+                group = alike[start:start + images_per_step]
+                append_jsonl(results, step(group))
+                bar.update(len(group))
+    summary = summarize(read_jsonl(path), methods, ids=[s.id for s in samples])
     summary.write(out)
     return summary
+
+
+def completed(records: Sequence[dict]) -> dict[tuple[str, str], set[str]]:
+    """Per (image id, method), the metric groups its records hold; records of an image that
+    failed count for nothing (a resumed run tries it again)."""
+    done: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        if "error" not in record:
+            done.setdefault((record["id"], record["method"]), set()).update(record.get("groups", ()))
+    return done
+
+
+def _missing(done: dict[tuple[str, str], set[str]], image: str, methods: tuple[str, ...],
+             groups: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The methods of ``image`` that lack a metric group, and the groups some of them lack."""
+    lacking = {m: [g for g in groups if g not in done.get((image, m), set())] for m in methods}
+    return (tuple(m for m in methods if lacking[m]),
+            tuple(g for g in groups if any(g in missing for missing in lacking.values())))
 
 
 @dataclass(frozen=True)
@@ -215,6 +237,11 @@ class _Step:
     device: torch.device
     progress: bool
 
+    def doing(self, methods: tuple[str, ...], groups: tuple[str, ...]) -> _Step:
+        """This step for these methods and metric groups only (what a resumed run still lacks)."""
+        extra = (("ablationcam",) if "axioms" in groups else ()) + (("shapley",) if "shapley" in groups else ())
+        return replace(self, methods=methods, groups=groups, explained=tuple(dict.fromkeys(methods + extra)))
+
     def explain(self, images: torch.Tensor, target: object) -> list[Explanation]:
         explanation = explain(self.model.model, images, layer=self.layer, methods=self.explained, target=target,
                               options=self.options, progress=self.progress)
@@ -226,7 +253,7 @@ class _Step:
             try:
                 read.append((sample, read_image(sample.path)))
             except ImageReadError as error:  # recorded, so that a resumed run does not retry it forever
-                records += [{"id": sample.id, "method": m, "error": str(error)} for m in self.methods]
+                records += [{"id": sample.id, "method": m, "error": str(error), "groups": []} for m in self.methods]
         if not read:
             return records
         images = torch.stack([self.model.preprocessing(original) for _, original in read]).to(self.device)
@@ -247,8 +274,8 @@ class _Step:
 
     def _records(self, sample: Sample, original, predicted: Explanation, truth: Explanation | None,
                  faithful: dict[str, dict], top1: int) -> list[dict]:
-        records = {m: {"id": sample.id, "method": m, "label": sample.label, "predicted": top1} | faithful.get(m, {})
-                   for m in self.methods}
+        records = {m: {"id": sample.id, "method": m, "label": sample.label, "predicted": top1,
+                       "groups": list(self.groups)} | faithful.get(m, {}) for m in self.methods}
         locating = "localization" in self.groups
         mask = mask_in_input(sample.mask, self.model.preprocessing) if sample.mask and locating else None
         for m in self.methods:

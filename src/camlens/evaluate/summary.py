@@ -16,7 +16,7 @@ from ..metrics import faithfulness
 from ..metrics.registry import METRICS
 from ..report.figures import plot_curves
 
-__all__ = ["Summary", "summarize", "CURVES"]
+__all__ = ["Summary", "summarize", "merged", "CURVES"]
 
 CURVES = ("deletion_curve", "insertion_curve")
 
@@ -96,9 +96,28 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
     return mean, float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
-def summarize(records: Iterable[dict], methods: Sequence[str] | None = None) -> Summary:
-    """The summary of result records (as written to ``results.jsonl``)."""
-    records = list(records)
+def merged(records: Iterable[dict]) -> list[dict]:
+    """One record per (image id, method): the later records of a pair (what a resumed run added,
+    or a retry of an image that failed) update the earlier; a success clears an earlier error."""
+    by_key: dict[tuple[str, str], dict] = {}
+    for record in records:
+        key = (record["id"], record["method"])
+        combined = {**by_key.get(key, {}), **record}
+        if "error" not in record:
+            combined.pop("error", None)
+        combined["groups"] = sorted(set(by_key.get(key, {}).get("groups", [])) | set(record.get("groups", [])))
+        by_key[key] = combined
+    return list(by_key.values())
+
+
+def summarize(records: Iterable[dict], methods: Sequence[str] | None = None,
+              ids: Sequence[str] | None = None) -> Summary:
+    """The summary of result records (as written to ``results.jsonl``, merged by
+    :func:`merged`), of ``methods`` and of the images ``ids`` (default: all there are)."""
+    records = merged(records)
+    if ids is not None:
+        wanted = set(ids)
+        records = [r for r in records if r["id"] in wanted]
     methods = tuple(methods) if methods else tuple(dict.fromkeys(r["method"] for r in records))
     metrics = tuple(k for k in METRICS if any(k in r for r in records))
     cells, curves = {}, {}
