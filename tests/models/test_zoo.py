@@ -111,3 +111,16 @@ def test_load_in_float64_for_reference_computations(lite0):
     assert explanation.maps["gradcam"].dtype == torch.float64
     with pytest.raises(ValueError, match="floating-point"):
         load("efficientnet-lite0", dtype=torch.int64)
+
+
+def test_timm_weights_that_cannot_be_fetched_are_refused_at_once():
+    """Offline, timm retries a download for about a minute; camlens checks the cache and the
+    network first and says what to do."""
+    pytest.importorskip("timm")
+    from camlens.models.zoo import _reachable
+
+    if _reachable("huggingface.co"):
+        pytest.skip("huggingface.co is reachable here: the weights would download")
+    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache and huggingface.co cannot be reached"):
+        load("timm:resnet18")
+    assert load("timm:resnet18", pretrained=False).model.training is False  # random weights need no network

@@ -173,6 +173,31 @@ def _torchvision(name: str, pretrained: bool) -> LoadedModel:
     return LoadedModel(f"torchvision:{name}", model.eval(), Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD), names)
 
 
+def _timm_weights_cached(timm, name: str) -> bool:
+    """Whether the Hugging Face cache holds a download of the model's pretrained weights."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        repository = timm.models.get_pretrained_cfg(name).hf_hub_id
+    except Exception:  # noqa: BLE001 - no way to tell: let timm try
+        return True
+    if not repository:
+        return True  # weights from a URL, not the hub: timm downloads them itself
+    snapshots = Path(HF_HUB_CACHE) / f"models--{repository.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _timm(name: str, pretrained: bool) -> LoadedModel:
     try:
         import timm
@@ -181,6 +206,10 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if pretrained and not _timm_weights_cached(timm, name) and not _reachable("huggingface.co"):
+        # timm would retry the download for about a minute before failing
+        raise RuntimeError(f"the pretrained weights of timm:{name} are not in the local Hugging Face cache and "
+                           "huggingface.co cannot be reached: use pretrained=False for random weights")
     try:
         model = timm.create_model(name, pretrained=pretrained)
     except Exception as error:  # timm raises hub-specific errors without a common base
