@@ -49,10 +49,10 @@ def test_an_earlier_run_is_never_overwritten_silently(tmp_path, capsys):
     assert main(["explain", str(SAMPLE_IMAGES / "parrot.jpg"), "--out", str(out), "--methods", "gradcam",
                  "--overwrite"]) == 0
     assert not (out / "owl_jpg" / "maps.pt").exists()  # the replaced run's files are gone, not left to mislead
-    assert [Path_name(i["file"]) for i in json.loads((out / "manifest.json").read_text())["images"]] == ["parrot.jpg"]
+    assert [file_name(i["file"]) for i in json.loads((out / "manifest.json").read_text())["images"]] == ["parrot.jpg"]
 
 
-def Path_name(file: str) -> str:  # noqa: N802 - reads like the pathlib attribute it stands for
+def file_name(file: str) -> str:
     return file.rsplit("/", 1)[-1]
 
 
@@ -86,7 +86,7 @@ def test_a_full_disk_is_a_one_line_message_and_the_manifest_keeps_what_was_done(
     err = capsys.readouterr().err
     assert "camlens: error: cannot write" in err and "No space left on device" in err and "Traceback" not in err
     lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert [Path_name(line["image"]["file"]) for line in lines[1:]] == ["p0.jpg"]  # consistent: the one finished
+    assert [file_name(line["image"]["file"]) for line in lines[1:]] == ["p0.jpg"]  # consistent: the one finished
 
 
 def test_a_layer_with_1x1_output_is_refused_naming_the_spatial_layers(tmp_path, capsys, lite0, lite0_batch):

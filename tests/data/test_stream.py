@@ -10,8 +10,6 @@ from PIL import Image
 
 from camlens.data import Preprocessing, image_paths, stream_photos
 
-from support import SAMPLE_IMAGES
-
 PREPROCESS = Preprocessing(resize=32, crop=28, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 

@@ -28,7 +28,6 @@ from ..targets import NoMatchingDetection
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     UsageError,
     add_device_option,
     add_model_options,

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import ImageReadError, Sample, boxes_in_input, mask_in_input, read_image
+from ..data.jsonl import append_jsonl, read_jsonl
 from ..engine.inference import inference_copy
 from ..engine.modelstate import model_device
 from ..explain import explain
@@ -32,7 +33,6 @@ from ..models import LoadedModel
 from ..report.figures import diagnosis
 from ..targets import TopK
 from .protocol import Protocol, settle_protocol
-from ..data.jsonl import append_jsonl, read_jsonl
 from .summary import Summary, summarize
 
 __all__ = ["check_groups", "check_dataset", "evaluate", "default_batch_size"]
