@@ -35,3 +35,30 @@ def photo_dataset(folder: Path) -> Path:
     path = folder / "photos.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def kill_camlens_when(arguments: list[str], log: Path, lines: int, poll: float = 0.02) -> None:
+    """Run ``camlens ARGUMENTS`` from this checkout in a fresh process and kill it (SIGKILL, as a
+    crash or an out-of-memory kill would) once the JSON-lines file ``log`` has ``lines``
+    complete lines, then append a torn line, as a kill during a write leaves it. Fails the test
+    if the run ends before it can be killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from camlens.data import read_jsonl
+
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-m", "camlens", *arguments], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and len(read_jsonl(log)) >= lines:
+            break
+        time.sleep(poll)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with open(log, "a") as handle:
+        handle.write('{"torn": "a line cut by the kill", "wri')

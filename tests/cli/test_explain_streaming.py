@@ -4,11 +4,6 @@ after a kill without redoing or losing a photo."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -17,7 +12,7 @@ from PIL import Image
 from camlens.cli import main
 from camlens.data import read_jsonl
 
-from support import REPO, SAMPLE_IMAGES
+from support import SAMPLE_IMAGES, kill_camlens_when
 
 ARGS = ["--methods", "gradcam", "--batch-size", "2"]
 SAMPLES = ("parrot.jpg", "owl.jpg", "hot_dog.jpg", "pets.jpg")
@@ -58,22 +53,10 @@ def test_a_run_writes_a_line_per_photo_and_pages_of_at_most_fifty(uninterrupted)
 def test_a_killed_run_resumes_without_redoing_or_losing_a_photo(tmp_path, uninterrupted, capsys):
     folder, expected_out = uninterrupted
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "camlens", "explain", str(folder), "--out", str(out), *ARGS, "--batch-size", "1"]
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "manifest.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.exists() and len(read_jsonl(log)) >= 4:
-            break
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    written = read_jsonl(log)
+    kill_camlens_when(["explain", str(folder), "--out", str(out), *ARGS, "--batch-size", "1"], log, lines=4)
+    written = read_jsonl(log)  # the torn last line is cut off here
     assert 4 <= len(written) < 61 and not (out / "manifest.json").exists()
-    with open(log, "a") as handle:  # a torn line, as a kill during a write leaves it
-        handle.write('{"image": {"file": "torn", "cla')
     capsys.readouterr()
 
     assert main(["explain", str(folder), "--out", str(out), *ARGS, "--batch-size", "1", "--resume"]) == 0

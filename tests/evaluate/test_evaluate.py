@@ -4,11 +4,6 @@ resuming a killed run, the summary."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +12,7 @@ from camlens.cli import main
 from camlens.data import load_dataset
 from camlens.evaluate import read_results, summarize
 
-from support import SAMPLE_IMAGES, photo_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from support import SAMPLE_IMAGES, kill_camlens_when, photo_dataset
 
 
 def test_imagenet_val_bbox_annotations_load_directly(shared_data):
@@ -85,22 +78,10 @@ def test_evaluate_writes_results_summary_and_curves(uninterrupted):
 
 def test_a_killed_evaluation_resumes_to_the_same_results(tmp_path, uninterrupted):
     dataset = photo_dataset(tmp_path)
-    command = [sys.executable, "-m", "camlens", "evaluate", str(dataset), "--out", str(tmp_path), *ARGS]
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = tmp_path / "results.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if results.exists() and len(read_results(results)) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run ended before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    written = read_results(results)
+    kill_camlens_when(["evaluate", str(dataset), "--out", str(tmp_path), *ARGS], results, lines=2, poll=0.05)
+    written = read_results(results)  # the torn last line is cut off here
     assert 2 <= len(written) < 6
-    with open(results, "a") as handle:  # a torn line, as a kill during a write leaves it
-        handle.write('{"id": "torn", "meth')
     assert main(["evaluate", str(dataset), "--out", str(tmp_path), *ARGS]) == 0
     resumed = read_results(results)
     assert resumed[: len(written)] == written  # what was written stays, nothing duplicated
