@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data import Box, Photo, fit_within, read_image
+from ..data import Box, Photo, fit_within
 from ..explanation import Explanation
 from ..metrics.localization import box_from_map
 from ..models import LoadedModel
@@ -100,13 +100,17 @@ def overview_row(record: dict, methods: tuple[str, ...]) -> tuple[list[str], str
     return [Path(record["file"]).name, *methods], f"{Path(record['file']).name}: {first}"
 
 
-def overview_row_from_files(out: Path, record: dict, methods: tuple[str, ...], thumbnail: int) -> list[Image.Image]:
+def overview_row_from_files(out: Path, record: dict, methods: tuple[str, ...],
+                            thumbnail: int) -> list[Image.Image | None]:
     """A photo's overview pictures read back from what an earlier run wrote (to finish the page
-    a killed run left unwritten): the photo, then its first class's picture per method."""
-    photo, _ = fit_within(read_image(record["file"]), 4 * thumbnail)
-    pictures = [photo]
-    for file in record["outputs"][:len(methods)]:
-        with Image.open(out / file) as picture:
-            picture.draft("RGB", (thumbnail, thumbnail))
-            pictures.append(fit_within(picture.convert("RGB"), 4 * thumbnail)[0])
+    a killed run left unwritten): the photo, then its first class's picture per method; a file
+    that is gone since leaves its panel blank."""
+    pictures: list[Image.Image | None] = []
+    for path in [record["file"], *(out / file for file in record["outputs"][:len(methods)])]:
+        try:
+            with Image.open(path) as picture:
+                picture.draft("RGB", (thumbnail, thumbnail))
+                pictures.append(fit_within(picture.convert("RGB"), 4 * thumbnail)[0])
+        except (OSError, ValueError):
+            pictures.append(None)
     return pictures
