@@ -158,3 +158,39 @@ def test_evaluates_default_methods_are_the_fast_ones_and_the_help_names_the_slow
     assert "scorecam" not in args.methods and "shapley" not in args.methods
     completed = subprocess.run([sys.executable, "-m", "camlens", "evaluate", "--help"], capture_output=True, text=True)
     assert "Slow: scorecam" in " ".join(completed.stdout.split())
+
+
+def test_a_resume_keeps_each_explained_photos_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.jpg").symlink_to(OWL)
+    (tmp_path / "b" / "x.jpg").symlink_to(SAMPLE_IMAGES / "parrot.jpg")
+    out = tmp_path / "out"
+    assert main(["explain", str(tmp_path / "a" / "x.jpg"), "--out", str(out), "--methods", "gradcam"]) == 0
+    assert main(["explain", str(tmp_path / "b" / "x.jpg"), "--out", str(out), "--methods", "gradcam", "--resume"]) == 0
+    owl, parrot = (torch.load(out / folder / "maps.pt", weights_only=True)["classes"].tolist()
+                   for folder in ("x_jpg", "x_jpg_2"))
+    assert owl != [88] and parrot == [88]  # the owl's folder kept, the parrot in its own
+
+
+def test_overwrite_checks_the_layer_before_removing_the_earlier_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", str(OWL), "--out", str(out), "--methods", "gradcam"]) == 0
+    assert main(["explain", str(OWL), "--out", str(out), "--overwrite", "--layer", "_avg_pooling"]) == 2
+    assert "1×1 maps" in capsys.readouterr().err
+    assert (out / "owl_jpg" / "maps.pt").is_file() and (out / "manifest.json").is_file()  # untouched
+
+
+def test_a_folder_of_an_earlier_release_counts_as_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"images": []}')
+    assert main(["explain", str(OWL), "--out", str(out)]) == 2
+    assert "holds an earlier run (manifest.json)" in capsys.readouterr().err
+
+
+def test_a_csv_list_without_an_image_column_is_a_usage_error(tmp_path, capsys):
+    listing = tmp_path / "list.csv"
+    listing.write_text("name,label\nowl.jpg,24\n")
+    assert main(["explain", str(listing), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read the list of images" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -231,3 +231,12 @@ def test_an_image_that_failed_is_tried_again_on_resume(tmp_path, lite0):
     assert main(arguments) == 0
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "could not be evaluated" not in summary and "\n2 images" in summary
+
+
+def test_an_added_group_does_not_redo_the_faithfulness_forwards(tmp_path, lite0):
+    dataset = photo_dataset(tmp_path)
+    base = ["--steps", "4", "--batch-size", "16", "--out", str(tmp_path / "run"), "--methods", "gradcam"]
+    assert main(["evaluate", str(dataset), *base, "--metrics", "faithfulness"]) == 0
+    assert main(["evaluate", str(dataset), *base, "--metrics", "faithfulness,axioms"]) == 0
+    added = read_results(tmp_path / "run" / "results.jsonl")[3:]
+    assert len(added) == 3 and all(r["groups"] == ["axioms"] and "deletion_auc" not in r for r in added)

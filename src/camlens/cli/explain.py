@@ -8,6 +8,8 @@ whatever the folder's size and a killed run can be resumed (``--resume``)."""
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -18,7 +20,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, Photo, named_image_paths, read_jsonl, stream_photos
-from ..engine.layers import LayerSpec
+from ..engine.layers import LayerError, LayerSpec
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import METHODS
@@ -40,21 +42,27 @@ from .common import (
 )
 from .manifest import RunManifest
 from .photo_outputs import SAVE_OPTIONS, overview_row, overview_row_from_files, write_photo
-from .queries import build_query, predictions
+from .queries import BoxOutsideCrop, build_query, predictions
 
 __all__ = ["add_parser", "run", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = "gradcam,gradcampp,xgradcam,layercam,guided_gradcam"
 
 
-def _output_folders(named: list[tuple[Path, str]]) -> dict[Path, str]:
+def _output_folders(named: list[tuple[Path, str]], done: dict[str, dict] | None = None) -> dict[Path, str]:
     """Each photo's folder under ``--out``: its name relative to where it was found, the input
     tree mirrored, with the extension kept in the last part (``sub/a.jpg`` → ``sub/a_jpg``), so
     that ``a.jpg``, ``a.png`` and ``sub/a.jpg`` never share a folder. Two inputs with the same
-    name (from two folders) get ``_2``, ``_3``, … and a note, never each other's files."""
+    name (from two folders) get ``_2``, ``_3``, … and a note, never each other's files. The
+    folders of photos a resumed run already explained (``done``: file → manifest record) keep
+    theirs, and no new photo gets one of them."""
     folders: dict[Path, str] = {}
-    taken: set[str] = set()
+    recorded = {file: str(Path(record["outputs"][-1]).parent) for file, record in (done or {}).items()}
+    taken: set[str] = set(recorded.values())
     for path, name in named:
+        if str(path) in recorded:
+            folders[path] = recorded[str(path)]
+            continue
         parts = [part for part in Path(name).parts if part not in ("", ".", "..", "/")] or [path.name]
         parts[-1] = parts[-1].replace(".", "_")
         folder = base = "/".join(parts)
@@ -80,19 +88,42 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool) -> bool:
     a usage error — never overwritten silently. Creates it; returns whether it was created."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
-    earlier = out / "manifest.jsonl"
-    if earlier.exists() and not resume:
+    earlier, summary = out / "manifest.jsonl", out / "manifest.json"
+    if resume and summary.exists() and not earlier.exists():
+        raise UsageError(f"{out}/ holds a run of an earlier camlens without manifest.jsonl: it cannot be resumed; "
+                         "--overwrite replaces it, or give another --out")
+    if (earlier.exists() or summary.exists()) and not resume:
         if not overwrite:
-            raise UsageError(f"{out}/ holds an earlier run (manifest.jsonl): --resume continues it, --overwrite "
-                             "replaces it, or give another --out")
-        for line in read_jsonl(earlier):
-            for relative in line.get("image", {}).get("outputs", []):
+            raise UsageError(f"{out}/ holds an earlier run ({(earlier if earlier.exists() else summary).name}): "
+                             "--resume continues it, --overwrite replaces it, or give another --out")
+        images = [line["image"] for line in read_jsonl(earlier) if "image" in line]
+        if summary.exists() and not images:
+            try:
+                images = json.loads(summary.read_text(encoding="utf-8")).get("images", [])
+            except (OSError, ValueError):
+                images = []
+        for image in images:
+            for relative in image.get("outputs", []):
                 (out / relative).unlink(missing_ok=True)
-        for stale in [earlier, out / "manifest.json", *out.glob("overview-[0-9][0-9][0-9].png")]:
+        for stale in [earlier, summary, out / "overview.png", *out.glob("overview-[0-9][0-9][0-9].png")]:
             stale.unlink(missing_ok=True)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     return created
+
+
+def _preflight(query, loaded: LoadedModel, device, methods, model_name: str) -> None:
+    """Explain a blank image once, so that a layer that cannot be explained (not there, 1×1
+    maps) is a usage error before an ``--overwrite`` removes the earlier run."""
+    size = loaded.preprocessing.crop
+    blank = torch.zeros(1, 3, size, size, dtype=getattr(torch, loaded.preprocessing.dtype), device=device)
+    try:
+        inputs, target = query.build(blank, [(size, size)])
+        explain(query.model.to(device), inputs, layer=query.layer, methods=methods[:1], target=target)
+    except LayerError as error:
+        raise usage_error(error, model_name) from None
+    except (ValueError, UsageError):  # what a blank image cannot show (no detection there): the run will tell
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.methods)
     device = parse_device(args.device)
     query = build_query(args, loaded, device)
-    named = named_image_paths(args.images)
+    try:
+        named = named_image_paths(args.images)
+    except (ValueError, csv.Error, UnicodeDecodeError) as error:  # a CSV list without an image column, say
+        raise UsageError(f"cannot read the list of images: {error}") from None
     if not named:
         raise UsageError(f"no image files in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     out = Path(args.out)
@@ -111,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     info = {"camlens": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": ["camlens", *sys.argv[1:]], "device": str(device), "preprocessing": _describe(loaded),
             "versions": versions()}
+    if args.overwrite:  # check what only explaining would reveal before anything is removed
+        _preflight(query, loaded, device, methods, args.model)
     created = _prepare_output(out, args.resume, args.overwrite)
     try:
         manifest = RunManifest(out, settings, info, resume=args.resume)
@@ -131,7 +167,7 @@ def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named
                  manifest: RunManifest) -> int:
     layer: LayerSpec = query.layer
     max_side = args.max_side or None
-    stems = _output_folders(named)  # over every input, so that a resumed run names alike
+    stems = _output_folders(named, manifest.done)
     todo = [path for path, _ in named if str(path) not in manifest.done]
     pages = _resumed_pages(out, manifest, methods)
     missed: list[str] = []  # photos where no detection matched a --box
@@ -201,7 +237,7 @@ def _explain_chunk(model, query, photos: list[Photo], tensor: torch.Tensor, devi
     try:
         inputs, target = query.build(tensor.to(device), [photo.size for photo in photos])
         return [(photos, explain(model, inputs, layer=layer, methods=methods, target=target))]
-    except NoMatchingDetection as error:
+    except (NoMatchingDetection, BoxOutsideCrop) as error:
         if len(photos) > 1:
             return [pair for i in range(len(photos))
                     for pair in _explain_chunk(model, query, photos[i:i + 1], tensor[i:i + 1], device, layer, methods,

@@ -18,7 +18,11 @@ from ..targets import BoxTarget, Classes, SimilarityTarget, Target
 from ..targets.resolve import top_k
 from .common import UsageError
 
-__all__ = ["Query", "build_query", "predictions", "class_target", "row_probability"]
+__all__ = ["Query", "BoxOutsideCrop", "build_query", "predictions", "class_target", "row_probability"]
+
+
+class BoxOutsideCrop(ValueError):
+    """A ``--box`` outside the part of a photo the model sees: that photo fails, the others go on."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
             for size in sizes:
                 inside = boxes_in_input([box for box, _ in parsed], size, loaded.preprocessing)
                 if len(inside) != len(parsed):
-                    raise UsageError(f"a --box lies outside the part of {size[0]}×{size[1]} photos the model sees")
+                    raise BoxOutsideCrop(f"a --box lies outside the part of this {size[0]}×{size[1]} photo the "
+                                         "model sees")
                 per_image.append(inside)
             return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(sizes))
 

@@ -93,9 +93,9 @@ def _is_affine(module: nn.Module | None, flat: bool) -> bool:
     """A module that is affine in its input (``f(x) = L x + b``) and keeps each row on its own:
     eval-mode batch-norm with running statistics, a pointwise convolution on maps or a linear
     layer on flat rows, eval-mode dropout, the identity."""
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d):  # exactly: subclasses may add an activation (timm)
         return not module.training and module.track_running_stats
-    if isinstance(module, (nn.Dropout, nn.Dropout2d)):
+    if type(module) in (nn.Dropout, nn.Dropout2d):
         return not module.training
     return type(module) is nn.Identity or (type(module) is nn.Linear if flat else _is_pointwise(module))
 

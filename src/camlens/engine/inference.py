@@ -45,17 +45,19 @@ def inference_copy(model: nn.Module) -> nn.Module:
     activations in place where safe, parameters channels-last. Where the model cannot be
     traced by ``torch.fx`` (data-dependent control flow), the copy is only channels-last.
     Use it under ``torch.inference_mode()``; it cannot be trained."""
-    duplicate = copy.deepcopy(model).eval()
-    for parameter in duplicate.parameters():
-        parameter.requires_grad_(False)
+    def fresh() -> nn.Module:
+        duplicate = copy.deepcopy(model).eval()
+        for parameter in duplicate.parameters():
+            parameter.requires_grad_(False)
+        return duplicate
+
     try:
         from torch.fx.experimental.optimization import fuse
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = fuse(duplicate, inplace=True)
-        _activations_in_place(traced)
-        duplicate = traced
-    except Exception:  # noqa: BLE001 - any tracing failure: the plain copy computes the same
-        pass
-    return duplicate.to(memory_format=torch.channels_last)
+            fast = fuse(fresh(), inplace=True)
+        _activations_in_place(fast)
+    except Exception:  # noqa: BLE001 - any tracing failure: a plain copy (not a half-fused one) computes the same
+        fast = fresh()
+    return fast.to(memory_format=torch.channels_last)

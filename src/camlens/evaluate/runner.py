@@ -266,8 +266,9 @@ class _Step:
         if wanted:
             for i, truth in zip(wanted, self.explain(images[wanted], [read[i][0].label for i in wanted])):
                 truths[i] = truth
+        measures = self.scorer is not None and {"faithfulness", "occlusion"} & set(self.groups)
         faithful = (_faithfulness(self.scorer, images, predicted, self.methods, self.protocol, self.batch_size,
-                                  "occlusion" in self.groups) if self.scorer is not None else [{}] * len(read))
+                                  "occlusion" in self.groups) if measures else [{}] * len(read))
         for i, (sample, original) in enumerate(read):
             records += self._records(sample, original, predicted[i], truths[i], faithful[i], top1[i])
         return records
