@@ -144,3 +144,15 @@ def test_maps_of_a_streamed_batch_equal_those_of_one_photo_at_a_time(tmp_path, l
         stem = name.replace(".", "_")  # the folder keeps the extension
         batched, one = (torch.load(o / stem / "maps.pt", weights_only=True)["maps"]["gradcam"] for o in outs)
         torch.testing.assert_close(batched, one, rtol=1e-4, atol=1e-6)
+
+
+def test_a_resume_rewrites_a_full_page_the_killed_run_had_no_time_to_write(tmp_path, uninterrupted):
+    import shutil
+
+    folder, done = uninterrupted
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    (out / "overview-001.png").unlink()  # killed between the 50th photo's line and its page
+    assert main(["explain", str(folder), "--out", str(out), *ARGS, "--resume"]) == 0
+    assert Image.open(out / "overview-001.png").size == Image.open(done / "overview-001.png").size
+    assert not list(out.glob(".*.partial"))

@@ -220,10 +220,15 @@ def _resumed_pages(out: Path, manifest: RunManifest, methods: tuple[str, ...]) -
     """The overview pages going on after the photos already explained: finished pages stay as
     they are, and the page a killed run left unwritten is refilled from its photos' files."""
     done = list(manifest.done.values())
-    pages = OverviewPages(out, first_page=len(done) // PER_PAGE + 1)
-    for record in done[len(done) - len(done) % PER_PAGE:]:
-        pictures = overview_row_from_files(out, record, methods, pages.thumbnail)
-        pages.add(pictures, *overview_row(record, methods))
+    full = len(done) // PER_PAGE
+    for page in range(1, full + 1):  # a full page the killed run had no time to write
+        if not (out / OverviewPages.name(page)).exists():
+            redo = OverviewPages(out, first_page=page)
+            for record in done[(page - 1) * PER_PAGE: page * PER_PAGE]:
+                redo.add(overview_row_from_files(out, record, methods, redo.thumbnail), *overview_row(record, methods))
+    pages = OverviewPages(out, first_page=full + 1)
+    for record in done[full * PER_PAGE:]:
+        pages.add(overview_row_from_files(out, record, methods, pages.thumbnail), *overview_row(record, methods))
     return pages
 
 

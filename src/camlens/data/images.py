@@ -6,6 +6,7 @@ when loading many files, the bad ones are reported and skipped, and the rest are
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .sources import image_paths
 __all__ = ["ImageReadError", "ImageBatch", "read_image", "load_images", "fit_within"]
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
+_OPENING = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -54,14 +56,17 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if path.is_dir():
         raise ImageReadError(path, "is a folder, not an image file")
     try:
-        with warnings.catch_warnings():
+        # warnings filters are process-wide: threads reading photos set them one at a time, and
+        # only around opening (where Pillow warns); decoding runs in parallel
+        with _OPENING, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > max_pixels:
-                    raise ImageReadError(path, f"{image.width}×{image.height} pixels exceeds the limit of {max_pixels} "
-                                               "(a decompression bomb?)")
-                image.load()
-                return _to_rgb(image)
+            opened = Image.open(path)
+        with opened as image:
+            if image.width * image.height > max_pixels:
+                raise ImageReadError(path, f"{image.width}×{image.height} pixels exceeds the limit of {max_pixels} "
+                                           "(a decompression bomb?)")
+            image.load()
+            return _to_rgb(image)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -51,8 +51,10 @@ class OverviewPages:
         if not self._rows:
             return
         name = self.name(self.page)
+        partial = self.folder / f".{name}.partial"  # a kill while writing never leaves a torn page
         grid(self._rows, self._titles, self._labels, panel_size=self.thumbnail, font_size=11).save(
-            self.folder / name, compress_level=1)
+            partial, format="PNG", compress_level=1)
+        partial.replace(self.folder / name)
         self.written.append(name)
         self.page += 1
         self._rows, self._titles, self._labels = [], [], []
