@@ -112,3 +112,20 @@ def test_layers_and_models_commands_know_the_scene_models(capsys):
     assert "recommended: backbone.layer4" in out and "backbone.layer4.0" in out and "(1, 64, 32, 32)" in out
     assert main(["models"]) == 0
     assert any(line.split()[:3] == ["scenes-captioner", "yes", "captioning"] for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_photo_whose_crop_misses_the_box_fails_alone(scene, tmp_path):
+    chosen, path = scene
+    circle = next(o for o in chosen.objects if o.shape == "circle")
+    wide = tmp_path / "wide.png"  # 64 px tall, 200 wide: the model's centre crop is x 68..132, the box is not in it
+    canvas = Image.new("RGB", (200, 64), tuple(int(v) for v in chosen.image.reshape(-1, 3).mean(axis=0)))
+    canvas.paste(chosen.pil(), (68, 0))
+    canvas.save(wide)
+    box = ",".join(str(v) for v in circle.box) + ":circle"
+    out = tmp_path / "out"
+    assert main(["explain", str(path), str(wide), "--model", "scenes-detector", "--box", box,
+                 "--methods", "gradcam", "--batch-size", "2", "--out", str(out)]) == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(r["file"]).name for r in manifest["images"]] == ["scene.png"]
+    assert [Path(f["file"]).name for f in manifest["failures"]] == ["wide.png"]
+    assert "lies outside the part of this 200×64 photo" in manifest["failures"][0]["reason"]
