@@ -10,6 +10,7 @@ from importlib import metadata
 import torch
 
 from .. import __version__
+from ..data import FITS
 from ..engine.layers import LayerError
 from ..methods import check_method_names
 from ..models import LoadedModel, load
@@ -67,10 +68,10 @@ def check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
 
 
-def load_model(name: str, weights: str | None) -> LoadedModel:
+def load_model(name: str, weights: str | None, fit: str = "crop") -> LoadedModel:
     """The model, or a usage error that says why it cannot be loaded."""
     try:
-        return load(name, weights=weights)
+        return load(name, weights=weights, fit=fit)
     except (ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         raise UsageError(str(error)) from error
 
@@ -113,6 +114,12 @@ def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
                         help="the weights file (a state dict) of a model that ships without weights: mobilenet-v2 "
                              "needs one (`camlens models` lists the models)")
     parser.add_argument("--layer", default="auto", help=layer_help)
+    parser.add_argument("--fit", choices=FITS, default="crop",
+                        help="how a photo becomes the model's square input: crop (resize the short side, center-crop: "
+                             "how the models were validated, so scores are the published ones, but the map cannot "
+                             "see what the crop cuts off), resize (stretch the whole photo) or pad (scale the long "
+                             "side, pad with the mean colour); with resize and pad the map covers the whole photo "
+                             "(default: %(default)s)")
 
 
 def subcommand(commands: argparse._SubParsersAction, name: str, help: str, description: str | None = None,

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     device = parse_device(args.device)
-    loaded = load_model(args.model, args.weights)  # after the cheap checks: a usage error costs no model load
+    loaded = load_model(args.model, args.weights, args.fit)  # after the cheap checks: a usage error costs no model load
     loaded.model.to(device)
     layer = None if args.layer == "auto" else args.layer
     try:

@@ -127,7 +127,7 @@ def _preflight(query, loaded: LoadedModel, device, methods, model_name: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, args.fit)
     methods = method_names(args.methods)
     device = parse_device(args.device)
     query = build_query(args, loaded, device)
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     max_side = args.max_side or None
     settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": query.layer,
-                "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side,
+                "fit": args.fit, "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side,
                 "format": args.format}
     info = {"camlens": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": ["camlens", *sys.argv[1:]], "device": str(device), "preprocessing": _describe(loaded),

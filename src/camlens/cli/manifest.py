@@ -13,6 +13,9 @@ from .common import UsageError
 
 __all__ = ["RunManifest"]
 
+# settings recorded since a release, with what a run that did not record them used
+_RECORDED_LATER = {"fit": "crop"}
+
 
 class RunManifest:
     """The run log under ``out``. ``settings`` are what defines the results (model, weights,
@@ -28,6 +31,8 @@ class RunManifest:
         lines = read_jsonl(self.path) if resume else []
         if lines:
             previous = lines[0].get("run", {}).get("settings")
+            if isinstance(previous, dict):
+                previous = {key: value for key, value in _RECORDED_LATER.items() if key in self.settings} | previous
             if previous != self.settings:
                 raise UsageError(f"{out} holds a run with other settings ({self._differences(previous)}); "
                                  "give another --out, or leave out --resume to start afresh")

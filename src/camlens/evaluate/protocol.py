@@ -83,20 +83,22 @@ def dataset_fingerprint(samples: Sequence[Sample]) -> str:
 # what may grow between a run and its resumption: the new methods or groups are computed for the
 # old images; anything else that differs would mix two definitions in one table
 _MAY_GROW = ("methods", "groups")
+# settings recorded since a release, with what a run that did not record them used
+_RECORDED_LATER = {"fit": "crop"}
 
 
 def settle_protocol(path: Path, protocol: Protocol, model: LoadedModel, layer: str, resuming: bool, *,
                     samples: Sequence[Sample] = (), methods: Sequence[str] = (), groups: Sequence[str] = (),
                     options: dict | None = None) -> None:
     """Write what defines the run's results — the protocol, the model (name and a fingerprint of
-    its weights), the layer, the dataset (a fingerprint of its samples, and their count), the
+    its weights), how photos fit its input, the layer, the dataset (a fingerprint of its samples, and their count), the
     methods, the metric groups and the methods' options — to ``path``. When resuming, refuse a
     run that differs in anything but added methods or metric groups, saying what differs."""
     settings = {"protocol": asdict(protocol), "model": model.name, "weights": model_fingerprint(model.model),
-                "layer": layer, "dataset": dataset_fingerprint(samples), "images": len(samples),
+                "fit": model.preprocessing.fit, "layer": layer, "dataset": dataset_fingerprint(samples), "images": len(samples),
                 "methods": list(methods), "groups": list(groups), "options": json.loads(json.dumps(options or {}))}
     if resuming and path.exists():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
+        earlier = _RECORDED_LATER | json.loads(path.read_text(encoding="utf-8"))
         changed = [f"protocol.{k}" for k in sorted(set(earlier.get("protocol", {})) | set(settings["protocol"]))
                    if earlier.get("protocol", {}).get(k) != settings["protocol"].get(k)]
         changed += [k for k in settings if k not in ("protocol", *_MAY_GROW) and earlier.get(k) != settings[k]]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..data.labels import imagenet_classes
-from ..data.preprocessing import Preprocessing
+from ..data.preprocessing import Fit, Preprocessing
 from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from ..targets import Target
 from .efficientnet import efficientnet_lite
@@ -225,15 +225,20 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
 
 
 def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
-         dtype: torch.dtype | None = None) -> LoadedModel:
+         dtype: torch.dtype | None = None, fit: Fit = "crop") -> LoadedModel:
     """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME``.
 
     ``weights`` is a path for entries that need one (``mobilenet-v2``); ``pretrained=False`` gives
     random weights for torchvision and timm models. ``dtype`` (e.g. ``torch.float64``, for
     reference computations) casts the model's parameters and makes the preprocessing give
-    tensors of that type.
+    tensors of that type. ``fit`` is how a photo becomes the model's square input
+    (:class:`~camlens.data.Preprocessing`): ``"crop"``, the center crop every model here was
+    validated with (the default, so that scores are the published ones), or ``"resize"`` /
+    ``"pad"``, which let the model — and the map — see the whole photo.
     """
     loaded = _load(name, weights, pretrained)
+    if fit != loaded.preprocessing.fit:
+        loaded = replace(loaded, preprocessing=replace(loaded.preprocessing, fit=fit))
     if dtype is None:
         return loaded
     if not dtype.is_floating_point:

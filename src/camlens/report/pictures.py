@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..data.geometry import Box
+from ..data.geometry import Box, map_in_photo
 from ..data.images import fit_within
 from ..data.stream import DISPLAY_MAX_SIDE
 from ..explanation import normalize
@@ -36,7 +36,8 @@ def overlay(image: Image.Image, saliency: torch.Tensor, box: Box | None = None, 
     """Blend a map (h, w), min–max normalized and colored with matplotlib's ``cmap``, over
     ``image``: ``(1 − alpha) · photo + alpha · color(map)``. ``box`` (x0, y0, x1, y1) is the
     region of ``image`` the map covers (e.g. :meth:`Preprocessing.crop_box`; the whole image by
-    default); outside it the photo is shown as is.
+    default); outside it the photo is shown as is, and where it reaches past the photo (a padded
+    input) that part of the map is not drawn.
 
     The picture has the image's resolution, scaled down so that its longest side is at most
     ``max_side`` pixels (``None``: the full resolution). The map is upsampled bilinearly in
@@ -44,17 +45,16 @@ def overlay(image: Image.Image, saliency: torch.Tensor, box: Box | None = None, 
     if saliency.dim() != 2:
         raise ValueError(f"overlay takes one map of shape (h, w), not {tuple(saliency.shape)}")
     image, scale = fit_within(image.convert("RGB"), max_side)
-    x0, y0, x1, y1 = (round(v * scale) for v in (box or (0, 0, image.width / scale, image.height / scale)))
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.width), min(y1, image.height)
+    covered = tuple(v * scale for v in box) if box is not None else (0, 0, image.width, image.height)
     photo = np.array(image)
+    scaled = normalize(saliency.detach().float().cpu()[None])[0]
+    resized, (x0, y0, x1, y1) = map_in_photo(scaled, covered, image.size)
     if x1 <= x0 or y1 <= y0:
         return Image.fromarray(photo)
-    scaled = normalize(saliency.detach().float().cpu()[None])
-    resized = torch.nn.functional.interpolate(scaled[None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0]
     levels = (resized.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
     colored = colormap_table(cmap)[levels].astype(np.float32)
-    region = photo[y0:y1, x0:x1].astype(np.float32)
-    photo[y0:y1, x0:x1] = np.clip((1 - alpha) * region + alpha * colored + 0.5, 0, 255).astype(np.uint8)
+    under = photo[y0:y1, x0:x1].astype(np.float32)
+    photo[y0:y1, x0:x1] = np.clip((1 - alpha) * under + alpha * colored + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(photo)
 
 
