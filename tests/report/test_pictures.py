@@ -52,23 +52,31 @@ def test_draw_box():
     assert tuple(boxed[3, 5]) == (0, 255, 0) and tuple(boxed[11, 9]) == (0, 255, 0) and tuple(boxed[7, 5]) == (0, 0, 0)
 
 
-def test_grid_places_each_panel_scaled_into_its_square_under_its_title():
+def test_grid_places_each_panel_scaled_into_its_cell_under_titles_drawn_once():
     colours = [[(255, 0, 0), (0, 255, 0), (0, 0, 255)], [(255, 255, 0), None, (0, 255, 255)]]
     panels = [[None if c is None else Image.new("RGB", (20, 10), c) for c in row] for row in colours]
     long_title = "a title far too long for a fifty pixel panel"
     picture = grid(panels, [["a", long_title, "c"]] * 2, ["row 1", "row 2"], panel_size=50, font_size=10)
-    gap, line = 4, 16  # the sheet's spacing, and a text line of a 10-pixel font
-    row_height = 2 * line + 50 + gap
-    assert picture.size == (gap + 3 * (50 + gap), gap + 2 * row_height)
+    gap, line, cell = 4, 16, 25  # the sheet's spacing, a text line of a 10-pixel font, a 20×10 panel scaled to 50×25
+    # the rows share their titles: one line of titles heads the sheet, then each row's label and panels
+    tops = [gap + 2 * line, gap + 2 * line + cell + gap + line]
+    assert picture.size == (gap + 3 * (50 + gap), tops[1] + cell + gap)
     pixels = np.asarray(picture)
     for r, row in enumerate(colours):
         for c, colour in enumerate(row):
-            # a 20×10 panel scaled to 50×25, centered vertically in its 50×50 square
-            x, y = gap + c * (50 + gap) + 25, gap + r * row_height + 2 * line + 25
+            x, y = gap + c * (50 + gap) + 25, tops[r] + cell // 2
             assert tuple(pixels[y, x]) == (colour or (255, 255, 255))
-            assert tuple(pixels[y - 20, x]) == (255, 255, 255)  # above the scaled panel: the sheet's white
-    title_band = pixels[gap + line: gap + 2 * line, gap + 50 + gap: gap + 2 * (50 + gap)]
+            assert tuple(pixels[tops[r] - 3, x]) == (255, 255, 255)  # above the panel: the sheet's white
+    title_band = pixels[gap: gap + line, gap + 50 + gap: gap + 2 * (50 + gap)]
     assert (title_band < 128).any() and (title_band[:, -gap:] == 255).all()  # the long title is cut to its panel
+    assert (pixels[tops[0] + cell + gap: tops[1] - line] == 255).all()  # no second line of titles
+
+
+def test_grid_rows_with_their_own_titles_and_portrait_panels_keep_square_cells():
+    panels = [[Image.new("RGB", (10, 20), (255, 0, 0))], [Image.new("RGB", (20, 10), (0, 0, 255))]]
+    picture = grid(panels, [["first"], ["second"]], ["row 1", "row 2"], panel_size=50, font_size=10)
+    gap, line = 4, 16
+    assert picture.size == (gap + 50 + gap, gap + 2 * (2 * line + 50 + gap))
 
 
 def test_overview_pages_hold_at_most_per_page_rows(tmp_path):

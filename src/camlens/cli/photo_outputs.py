@@ -11,6 +11,7 @@ from PIL import Image
 from ..data import Box, Photo, fit_within
 from ..explanation import Explanation
 from ..metrics.localization import box_from_map
+from ..methods import METHODS
 from ..models import LoadedModel
 from ..report import draw_box, grid, overlay, render_attribution
 from .queries import row_probability
@@ -66,10 +67,11 @@ def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, ro
             picture.save(target, **save)
             files.append(str(target.relative_to(out)))
             panel_row.append(picture)
-            title_row.append(method)
+            title_row.append(METHODS[method].title)
         panels.append(panel_row)
         titles.append(title_row)
-        score = f"p = {probability:.2f}" if probability == probability else f"score = {float(explanation.scores[row]):.2f}"
+        score = (f"p = {probability:.2g}" if probability == probability  # two significant digits: 0.22, 0.0039
+                 else f"score = {float(explanation.scores[row]):.2f}")
         labels.append(f"{name} ({cls}), {score}" if position is None else f"word/box {position}: {name}, {score}")
     sheet = folder / f"grid.{picture_format}"
     grid(panels, titles, labels).save(sheet, **save)
@@ -97,7 +99,7 @@ def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, ro
 def overview_row(record: dict, methods: tuple[str, ...]) -> tuple[list[str], str]:
     """A photo's titles and label in the overview: the file and its first class per method."""
     first = record["classes"][0]["name"] if record["classes"] else "-"
-    return [Path(record["file"]).name, *methods], f"{Path(record['file']).name}: {first}"
+    return [Path(record["file"]).name, *(METHODS[m].title for m in methods)], f"{Path(record['file']).name}: {first}"
 
 
 def overview_row_from_files(out: Path, record: dict, methods: tuple[str, ...],

@@ -38,14 +38,20 @@ MethodKind = Literal["weights", "spatial", "input", "perturbation"]
 
 @dataclass(frozen=True)
 class Method:
-    """A CAM method: its name, what it produces, the rule, and the paper. Perturbation rules
-    return channel weights, or ``(weights, standard errors)`` when they are estimates."""
+    """A CAM method: its name, what it produces, the rule, the paper, and the ``title`` pictures
+    show it under. Perturbation rules return channel weights, or ``(weights, standard errors)``
+    when they are estimates."""
 
     name: str
     kind: MethodKind
     paper: str
     rule: Callable[..., object] | None = None
     needs_gradients: bool = True
+    title: str = ""  # default: the name
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
 
 
 METHODS: Mapping[str, Method] = MappingProxyType({
@@ -54,26 +60,31 @@ METHODS: Mapping[str, Method] = MappingProxyType({
         # CAM's weights are the classifier's row for the class; camlens.explain reads them from
         # the model's final linear layer (see camlens.methods.cam.classifier_weights).
         Method("cam", "weights", "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
-               needs_gradients=False),
-        Method("gradcam", "weights", "Selvaraju et al., Grad-CAM, ICCV 2017", gradcam_weights),
+               needs_gradients=False, title="CAM"),
+        Method("gradcam", "weights", "Selvaraju et al., Grad-CAM, ICCV 2017", gradcam_weights, title="Grad-CAM"),
         Method("gradcam_counterfactual", "weights", "Selvaraju et al., Grad-CAM, ICCV 2017 (counterfactual)",
-               counterfactual_weights),
-        Method("gradcampp", "weights", "Chattopadhyay et al., Grad-CAM++, WACV 2018", gradcampp_weights),
-        Method("xgradcam", "weights", "Fu et al., Axiom-based Grad-CAM, BMVC 2020", xgradcam_weights),
-        Method("layercam", "spatial", "Jiang et al., LayerCAM, IEEE TIP 2021", layercam_saliency),
-        Method("hirescam", "spatial", "Draelos & Carin, Use HiResCAM instead of Grad-CAM, 2020", hirescam_saliency),
-        Method("guided_backprop", "input", "Springenberg et al., Striving for Simplicity, ICLR 2015 workshop"),
-        Method("guided_gradcam", "input", "Selvaraju et al., Grad-CAM, ICCV 2017 (Guided Grad-CAM)"),
+               counterfactual_weights, title="Counterfactual Grad-CAM"),
+        Method("gradcampp", "weights", "Chattopadhyay et al., Grad-CAM++, WACV 2018", gradcampp_weights,
+               title="Grad-CAM++"),
+        Method("xgradcam", "weights", "Fu et al., Axiom-based Grad-CAM, BMVC 2020", xgradcam_weights,
+               title="XGrad-CAM"),
+        Method("layercam", "spatial", "Jiang et al., LayerCAM, IEEE TIP 2021", layercam_saliency, title="LayerCAM"),
+        Method("hirescam", "spatial", "Draelos & Carin, Use HiResCAM instead of Grad-CAM, 2020", hirescam_saliency,
+               title="HiResCAM"),
+        Method("guided_backprop", "input", "Springenberg et al., Striving for Simplicity, ICLR 2015 workshop",
+               title="Guided Backprop"),
+        Method("guided_gradcam", "input", "Selvaraju et al., Grad-CAM, ICCV 2017 (Guided Grad-CAM)",
+               title="Guided Grad-CAM"),
         Method("ablationcam", "perturbation", "Desai & Ramaswamy, Ablation-CAM, WACV 2020", ablation_weights,
-               needs_gradients=False),
+               needs_gradients=False, title="Ablation-CAM"),
         Method("scorecam", "perturbation", "Wang et al., Score-CAM, CVPR Workshops 2020", scorecam_weights,
-               needs_gradients=False),
+               needs_gradients=False, title="Score-CAM"),
         Method("scorecam_fast", "perturbation", "Score-CAM on the top-32 channels by gradient contribution (camlens)",
-               partial(scorecam_weights, top=32)),
+               partial(scorecam_weights, top=32), title="Score-CAM (top 32)"),
         Method("liftcam", "perturbation", "Jung & Oh, Towards Better Explanations of Class Activation Mapping, ICCV 2021",
-               liftcam_weights, needs_gradients=False),
+               liftcam_weights, needs_gradients=False, title="LIFT-CAM"),
         Method("shapley", "perturbation", "Shapley values of the maps (the reference of Jung & Oh, ICCV 2021)",
-               shapley_weights, needs_gradients=False),
+               shapley_weights, needs_gradients=False, title="Shapley values"),
     )
 })
 
