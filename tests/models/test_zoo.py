@@ -118,10 +118,35 @@ def test_timm_weights_that_cannot_be_fetched_are_refused_at_once():
     """Offline, timm retries a download for about a minute; camlens checks the cache and the
     network first and says what to do."""
     pytest.importorskip("timm")
-    from camlens.models.zoo import _reachable
+    from camlens.models.zoo import _hub_unreachable
 
-    if _reachable("huggingface.co"):
-        pytest.skip("huggingface.co is reachable here: the weights would download")
-    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache and huggingface.co cannot be reached"):
+    if _hub_unreachable() is None:
+        pytest.skip("the Hugging Face Hub may be reachable here: the weights would download")
+    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache and .*: use pretrained=False"):
         load("timm:resnet18")
     assert load("timm:resnet18", pretrained=False).model.training is False  # random weights need no network
+
+
+def test_the_hub_probe_follows_offline_mode_the_endpoint_and_proxies(monkeypatch):
+    """HF_HUB_OFFLINE refuses at once; HF_ENDPOINT's host and port are the ones probed; through a
+    proxy a direct connection tells nothing, so timm is left to try."""
+    import socket
+
+    constants = pytest.importorskip("huggingface_hub.constants")
+    from camlens.models.zoo import _hub_unreachable
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert _hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as listening:  # a local mirror that accepts connections
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+        assert _hub_unreachable() is None
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")  # closed now: refused at once
+    assert _hub_unreachable() == "127.0.0.1 cannot be reached"
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert _hub_unreachable() is None

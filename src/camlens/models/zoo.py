@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -187,15 +188,35 @@ def _timm_weights_cached(timm, name: str) -> bool:
     return snapshots.is_dir() and any(snapshots.iterdir())
 
 
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to ``host``:443 opens within ``timeout`` seconds."""
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:``port`` opens within ``timeout`` seconds."""
     import socket
 
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, when that can be told at once: offline mode
+    (``HF_HUB_OFFLINE``), or no TCP connection to the hub's host (``HF_ENDPOINT``, by default
+    huggingface.co) within 3 s. ``None`` when it may be reachable — always so through a proxy,
+    which a direct connection cannot test."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    if endpoint.hostname and not _reachable(endpoint.hostname, port):
+        return f"{endpoint.hostname} cannot be reached"
+    return None
 
 
 def _timm(name: str, pretrained: bool) -> LoadedModel:
@@ -206,10 +227,10 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         raise ValueError(f"timm has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    if pretrained and not _timm_weights_cached(timm, name) and not _reachable("huggingface.co"):
+    if pretrained and not _timm_weights_cached(timm, name) and (why := _hub_unreachable()):
         # timm would retry the download for about a minute before failing
         raise RuntimeError(f"the pretrained weights of timm:{name} are not in the local Hugging Face cache and "
-                           "huggingface.co cannot be reached: use pretrained=False for random weights")
+                           f"{why}: use pretrained=False for random weights")
     try:
         model = timm.create_model(name, pretrained=pretrained)
     except Exception as error:  # timm raises hub-specific errors without a common base
