@@ -81,3 +81,51 @@ def test_efficientnet_lite0_copy_matches_on_real_weights(lite0, lite0_batch):
         expected, got = model(lite0_batch), inference_copy(model)(lite0_batch)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+class _ViewThenActivation(nn.Module):
+    """An activation whose input is a view of a tensor read again afterwards: applied in place,
+    it would overwrite that tensor through the view."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.conv, self.act, self.view = nn.Conv2d(3, 4, 3), nn.ReLU(), module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.act(self.view(h)).flatten(1).sum(1) + h.sum((1, 2, 3))
+
+
+class _Flat(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("view", [nn.Flatten(), nn.Identity(), nn.Dropout(0.5), _Flat()],
+                         ids=["flatten", "identity", "dropout", "view"])
+def test_an_activation_on_a_view_of_a_tensor_read_later_is_not_made_in_place(view):
+    model = _ViewThenActivation(view).eval()
+    images = random_images(2, size=8)
+    with torch.inference_mode():
+        torch.testing.assert_close(inference_copy(model)(images), model(images), rtol=1e-5, atol=1e-5)
+
+
+class _Untraceable(nn.Module):
+    """Control flow on a value, which torch.fx cannot trace, and a view after a convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if h.mean() > 100:
+            h = h * 2
+        return h.view(h.size(0), -1).sum(1)
+
+
+def test_a_model_fx_cannot_trace_is_copied_as_it_is_and_its_views_still_work():
+    model = _Untraceable().eval()
+    images = random_images(2, size=8)
+    with torch.inference_mode():
+        torch.testing.assert_close(inference_copy(model)(images), model(images))

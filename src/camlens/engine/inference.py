@@ -11,6 +11,7 @@ model's by float rounding only (about 1e-6 of the logits), which the tests bound
 from __future__ import annotations
 
 import copy
+import operator
 import warnings
 
 import torch
@@ -21,30 +22,71 @@ __all__ = ["inference_copy"]
 _IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish)
 
 
+# operations whose output may share memory with their input (a view, or the input itself)
+_ALIASING_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                     nn.AlphaDropout)
+_ALIASING_METHODS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "permute", "transpose", "t", "squeeze",
+    "unsqueeze", "expand", "expand_as", "narrow", "select", "movedim", "moveaxis", "as_strided", "split", "chunk",
+    "unbind", "contiguous", "detach", "to", "type", "type_as", "float", "double", "half", "__getitem__",
+})
+_ALIASING_FUNCTIONS = frozenset({
+    operator.getitem, torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.t, torch.squeeze,
+    torch.unsqueeze, torch.narrow, torch.select, torch.movedim, torch.split, torch.chunk, torch.unbind, torch.detach,
+    torch.nn.functional.dropout,
+})
+
+
+def _aliases_its_input(graph_module: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        module = graph_module.get_submodule(node.target)
+        return isinstance(module, _ALIASING_MODULES) or (isinstance(module, _IN_PLACE) and module.inplace)
+    if node.op == "call_method":
+        return node.target in _ALIASING_METHODS
+    return node.op == "call_function" and node.target in _ALIASING_FUNCTIONS
+
+
+def _owned(graph_module: fx.GraphModule, node: object) -> bool:
+    """Whether overwriting ``node``'s output cannot change a tensor anything else reads: it is the
+    output of an operation (not an input of the graph, not a parameter) with one user, and if it
+    may be a view of (or the very tensor of) its input, so is that input, all the way back."""
+    while isinstance(node, fx.Node) and node.op in ("call_module", "call_function", "call_method"):
+        if len(node.users) != 1:
+            return False
+        if not _aliases_its_input(graph_module, node):
+            return True
+        node = node.args[0] if node.args else None
+    return False
+
+
 def _activations_in_place(graph_module: fx.GraphModule) -> int:
     """Set ``inplace`` on activation modules whose every call overwrites a tensor nobody else
-    reads: the output of another operation (not an input of the graph, not a parameter) with
-    this call as its only user. Returns how many modules were changed."""
+    reads (:func:`_owned`). Returns how many modules were changed."""
     safe: dict[str, bool] = {}
     for node in graph_module.graph.nodes:
         if node.op != "call_module" or not isinstance(graph_module.get_submodule(node.target), _IN_PLACE):
             continue
         source = node.args[0] if node.args else None
-        ok = (isinstance(source, fx.Node) and source.op in ("call_module", "call_function", "call_method")
-              and len(source.users) == 1)
-        safe[node.target] = safe.get(node.target, True) and ok
+        safe[node.target] = safe.get(node.target, True) and _owned(graph_module, source)
     for target, ok in safe.items():
         if ok:
             graph_module.get_submodule(target).inplace = True
     return sum(safe.values())
 
 
+def _uses_views(graph_module: fx.GraphModule) -> bool:
+    """Whether the graph calls ``Tensor.view``, which fails on a channels-last tensor whose
+    dimensions it merges (``x.view(len(x), -1)`` after a convolution)."""
+    return any(node.op == "call_method" and node.target in ("view", "view_as") for node in graph_module.graph.nodes)
+
+
 def inference_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode, on the same device) that computes the same function
     faster without gradients: convolution + batch norm folded (``torch.fx``'s ``fuse``),
-    activations in place where safe, parameters channels-last. Where the model cannot be
-    traced by ``torch.fx`` (data-dependent control flow), the copy is only channels-last.
-    Use it under ``torch.inference_mode()``; it cannot be trained."""
+    activations in place where safe, parameters channels-last unless the model calls
+    ``Tensor.view``. Where the model cannot be traced by ``torch.fx`` (data-dependent control
+    flow), the copy is a plain one, as it cannot be told whether channels-last would break a
+    view. Use it under ``torch.inference_mode()``; it cannot be trained."""
     def fresh() -> nn.Module:
         duplicate = copy.deepcopy(model).eval()
         for parameter in duplicate.parameters():
@@ -58,6 +100,7 @@ def inference_copy(model: nn.Module) -> nn.Module:
             warnings.simplefilter("ignore")
             fast = fuse(fresh(), inplace=True)
         _activations_in_place(fast)
+        layout = torch.contiguous_format if _uses_views(fast) else torch.channels_last
     except Exception:  # noqa: BLE001 - any tracing failure: a plain copy (not a half-fused one) computes the same
-        fast = fresh()
-    return fast.to(memory_format=torch.channels_last)
+        fast, layout = fresh(), torch.contiguous_format
+    return fast.to(memory_format=layout)
