@@ -150,3 +150,36 @@ def test_the_hub_probe_follows_offline_mode_the_endpoint_and_proxies(monkeypatch
     assert _hub_unreachable() == "127.0.0.1 cannot be reached"
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     assert _hub_unreachable() is None
+
+
+def test_weights_replace_a_torchvision_models_pretrained_ones(tmp_path, capsys):
+    """``--weights`` was silently ignored for torchvision:/timm: models; now it loads a state dict
+    (or a checkpoint holding one, DataParallel's ``module.`` prefix dropped) or says why not."""
+    pytest.importorskip("torchvision")
+    from camlens.cli import main
+
+    torch.manual_seed(3)
+    reference = load("torchvision:resnet18", pretrained=False).model
+    state = {f"module.{key}": value for key, value in reference.state_dict().items()}
+    torch.save({"epoch": 7, "state_dict": state}, tmp_path / "checkpoint.pth")
+    loaded = load("torchvision:resnet18", weights=tmp_path / "checkpoint.pth").model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), reference.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="weights file .*nowhere.pth not found"):
+        load("torchvision:resnet18", weights=tmp_path / "nowhere.pth")
+    torch.save(load("torchvision:resnet34", pretrained=False).model.state_dict(), tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"do not fit torchvision:resnet18: keys .* unexpected \(layer1\.2\.bn1"):
+        load("torchvision:resnet18", weights=tmp_path / "other.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(ValueError, match="not a weights file torch.load can read safely"):
+        load("torchvision:resnet18", weights=tmp_path / "text.pth")
+    assert main(["explain", str(SAMPLE_IMAGES / "owl.jpg"), "--model", "torchvision:resnet18", "--weights",
+                 str(tmp_path / "other.pth"), "--out", str(tmp_path / "out")]) == 2
+    assert "do not fit torchvision:resnet18" in capsys.readouterr().err
+
+
+def test_layers_of_a_torchvision_model_need_no_download(capsys):
+    pytest.importorskip("torchvision")
+    from camlens.cli import main
+
+    assert main(["layers", "torchvision:resnet18"]) == 0
+    assert "layer4" in capsys.readouterr().out

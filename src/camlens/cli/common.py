@@ -68,10 +68,10 @@ def check_counts(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
 
 
-def load_model(name: str, weights: str | None, fit: str = "crop") -> LoadedModel:
+def load_model(name: str, weights: str | None, fit: str = "crop", pretrained: bool = True) -> LoadedModel:
     """The model, or a usage error that says why it cannot be loaded."""
     try:
-        return load(name, weights=weights, fit=fit)
+        return load(name, weights=weights, fit=fit, pretrained=pretrained)
     except (ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
         raise UsageError(str(error)) from error
 
@@ -111,8 +111,8 @@ def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
     """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
     parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
     parser.add_argument("--weights", metavar="PATH",
-                        help="the weights file (a state dict) of a model that ships without weights: mobilenet-v2 "
-                             "needs one (`camlens models` lists the models)")
+                        help="a weights file (a state dict): mobilenet-v2 needs one; for torchvision:NAME and "
+                             "timm:NAME it replaces the pretrained weights (your fine-tuned model, say)")
     parser.add_argument("--layer", default="auto", help=layer_help)
     parser.add_argument("--fit", choices=FITS, default="crop",
                         help="how a photo becomes the model's square input: crop (resize the short side, center-crop: "

@@ -13,7 +13,7 @@ __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, args.weights)
+    loaded = load_model(args.model, args.weights, pretrained=False)  # shapes need no download
     crop = loaded.preprocessing.crop
     inputs = loaded.inputs(torch.zeros(1, 3, crop, crop))
     shapes = layer_output_shapes(loaded.model, inputs)
@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = subcommand(commands, "layers", "list a model's layers with their output shapes", examples=False)
     parser.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
-    parser.add_argument("--weights", help="weights file for models that need one")
+    parser.add_argument("--weights", metavar="PATH", help="weights file for models that need one (mobilenet-v2)")
     parser.set_defaults(run=run)

@@ -249,8 +249,9 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
          dtype: torch.dtype | None = None, fit: Fit = "crop") -> LoadedModel:
     """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME``.
 
-    ``weights`` is a path for entries that need one (``mobilenet-v2``); ``pretrained=False`` gives
-    random weights for torchvision and timm models. ``dtype`` (e.g. ``torch.float64``, for
+    ``weights`` is a path for entries that need one (``mobilenet-v2``), or one that replaces the
+    pretrained weights of a torchvision or timm model (a state dict, see :func:`load_state`);
+    ``pretrained=False`` gives random weights for torchvision and timm models. ``dtype`` (e.g. ``torch.float64``, for
     reference computations) casts the model's parameters and makes the preprocessing give
     tensors of that type. ``fit`` is how a photo becomes the model's square input
     (:class:`~camlens.data.Preprocessing`): ``"crop"``, the center crop every model here was
@@ -269,10 +270,14 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
 
 
 def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedModel:
-    if name.startswith("torchvision:"):
-        return _torchvision(name.split(":", 1)[1], pretrained)
-    if name.startswith("timm:"):
-        return _timm(name.split(":", 1)[1], pretrained)
+    if name.startswith(("torchvision:", "timm:")):
+        source, architecture = name.split(":", 1)
+        build = _torchvision if source == "torchvision" else _timm
+        if weights is None:
+            return build(architecture, pretrained)
+        loaded = build(architecture, False)  # the architecture, then the user's weights
+        load_state(loaded.model, weights, name)
+        return loaded
     if name not in ZOO:
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -282,6 +287,37 @@ def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedMode
         package = entry.requires.replace("_", "-")
         raise ImportError(f"{name} needs the package {package}: pip install {package}")
     return entry.build(weights)
+
+
+def load_state(model: nn.Module, path: str | Path, name: str) -> None:
+    """Load the weights file ``path`` into ``model`` (``name`` is for messages): a state dict
+    saved with ``torch.save(model.state_dict(), path)``, or a checkpoint that holds one under
+    ``"state_dict"`` or ``"model"``; the ``module.`` prefix of ``DataParallel`` is dropped. Every
+    key must fit: a missing file is ``FileNotFoundError``, weights of another shape a
+    ``ValueError`` naming the first keys that do not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors share no base
+        raise ValueError(f"{path} is not a weights file torch.load can read safely "
+                         f"({type(error).__name__}: {error})") from None
+    if isinstance(state, dict):
+        state = next((state[key] for key in ("state_dict", "model") if isinstance(state.get(key), dict)), state)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no state dict (a dict of tensors, as model.state_dict() gives)")
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [key for key in set(own) & set(state) if own[key].shape != state[key].shape]
+    if missing or unexpected or shapes:
+        found = [f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
+                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
+                 f"{len(shapes)} of another shape ({', '.join(sorted(shapes)[:3])})" if shapes else ""]
+        raise ValueError(f"the weights in {path} do not fit {name}: keys {'; '.join(f for f in found if f)}. For a "
+                         "model of another shape (other classes, say), build it in Python and use camlens.wrap")
+    model.load_state_dict(state)
 
 
 def wrap(model: nn.Module, preprocessing: Preprocessing, class_names: tuple[str, ...] | None = None, layer: str = "auto",
