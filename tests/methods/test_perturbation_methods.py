@@ -257,3 +257,18 @@ def test_scorecam_on_efficientnet_lite0_photo(lite0, lite0_batch):
     fast = explanation.weights["scorecam_fast"][0]
     chosen = (fast != fast.mode().values) & (fast != 0)  # the exactly evaluated channels
     torch.testing.assert_close(fast[chosen], expected[chosen], rtol=1e-4, atol=1e-5)
+
+
+class _MixingDepthwise(nn.Conv2d):
+    """Looks like a depthwise convolution to the type checks, but its forward mixes channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + x.mean(dim=1, keepdim=True)
+
+
+def test_ablationcam_checks_its_closed_form_and_falls_back_when_a_module_is_not_what_its_type_says():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), _MixingDepthwise(8, 8, 3, padding=1, groups=8),
+                          nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    with pytest.warns(RuntimeWarning, match="closed form does not reproduce"):
+        check_ablation(model, random_images(1, 16), "1", torch.arange(8))

@@ -127,6 +127,7 @@ class AfterLayer:
         self.fallback_reason: str | None = None
         self._graph: fx.Graph | None = None
         self._head: LinearHead | None = None
+        self._head_verified = False  # the low-rank path's own self-check (see _verify_head)
         self._frontier: list[tuple[object, bool]] = []
         self._pending: tuple[torch.Tensor, object] | None = None  # the self-check still to do
         try:
@@ -296,6 +297,26 @@ class AfterLayer:
         output = fx.Interpreter(self.model, graph=graph).run(first, *self._frontier_for(image_index))
         return select_output(output, self.output_selector, structured=self.structured)
 
+    def _verify_head(self, activations: torch.Tensor, image_index: torch.Tensor) -> None:
+        """The low-rank path's self-check, once: zeroing the strongest map of the first row must
+        give what a pass of the network after the layer gives. The modules it recognises as
+        channel-wise are recognised by type, and a subclass may compute something else (a
+        convolution whose forward adds a channel mix, say): then the exact passes are used."""
+        self._head_verified = True
+        row = torch.zeros(1, dtype=torch.long, device=activations.device)
+        channel = activations[0].abs().sum((1, 2)).argmax()[None]
+        with torch.no_grad():
+            fast = self.zeroing_channels(activations, image_index, row, channel)
+            variant = activations[:1].clone()
+            variant[0, channel] = 0
+            exact = self._evaluate(variant, image_index[:1])
+        difference = output_difference(fast, exact)  # relative to max(1, max |exact|), as the slice's self-check
+        if difference > 2e-4:
+            self._head = None
+            warnings.warn(f"camlens: zeroing maps of {self.layer!r} in closed form does not reproduce a pass of the "
+                          f"network after it (max difference {difference:.3g}); using the passes, which is slower "
+                          "but exact", RuntimeWarning, stacklevel=4)
+
     def zeroing_channels(self, activations: torch.Tensor, image_index: torch.Tensor, rows: torch.Tensor,
                          channels: torch.Tensor) -> object:
         """The model's (selected) output when map ``channels[m]`` of ``activations[rows[m]]`` is set
@@ -305,6 +326,8 @@ class AfterLayer:
         the after-part begins with channel-wise operations and a linear layer: then the linear
         layer's output is updated in closed form (:mod:`camlens.engine.channelwise`)."""
         self._ensure_verified()
+        if self._head is not None and not self._head_verified and rows.numel():
+            self._verify_head(activations, image_index)
         if self._head is None:
             parts = []
             for part in chunks(rows.numel(), self.batch_size):
