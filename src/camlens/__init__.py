@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from .data import Preprocessing, load_images, read_image, resolve_class
 from .engine.inputs import Inputs
 from .engine.layers import auto_layer, layer_output_shapes, resolve_layer
+from .engine.tokens import TokenLayout
 from .explain import explain
 from .explanation import Explanation, normalize
 from .methods import METHODS
@@ -35,7 +36,7 @@ from .targets import (
 __all__ = [
     "explain", "Explanation", "normalize", "METHODS", "auto_layer", "layer_output_shapes", "resolve_layer",
     "Target", "ClassTarget", "Classes", "TopK", "Counterfactual", "SegmentationRegion", "CallableTarget",
-    "RegionScore", "CaptionTarget", "CTCTarget", "BoxTarget", "SimilarityTarget", "Inputs",
+    "RegionScore", "CaptionTarget", "CTCTarget", "BoxTarget", "SimilarityTarget", "Inputs", "TokenLayout",
     "read_image", "load_images", "resolve_class", "Preprocessing", "load", "wrap", "LoadedModel",
     "overlay", "render_attribution", "draw_box", "grid",
 ]

@@ -6,18 +6,19 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .engine.after import AfterLayer
-from .engine.capture import Forward, record_forward
+from .engine.capture import Forward, LayoutFinder, record_forward
 from .engine.inputs import ImageKey, as_inputs
 from .engine.layers import LayerError, LayerSpec, auto_layer, resolve_layer, spatial_layers
 from .engine.modelstate import evaluation_mode, model_device
 from .engine.outputs import OutputSelector, batch_size_of, detach_output, select_output
+from .engine.tokens import TokenLayout, find_layout
 from .explanation import Explanation
 from .methods import METHODS, check_method_names
 from .methods.cam import classifier_weights
@@ -80,6 +81,15 @@ def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec
     return inner, layer, device
 
 
+def _layout_finder(model: nn.Module, tokens: TokenLayout | str, image_size: tuple[int, int]) -> LayoutFinder:
+    """``tokens`` as the recorder asks for it: the given layout, or the one found from the model."""
+    if isinstance(tokens, TokenLayout):
+        return lambda name, output: tokens
+    if tokens != "auto":
+        raise TypeError(f"tokens must be a TokenLayout or 'auto', not {tokens!r}")
+    return lambda name, output: find_layout(model, name, output, image_size)
+
+
 def _slots(image_index: torch.Tensor, per_image: int | None = None) -> list[torch.Tensor]:
     """Split rows so that no image appears twice in a group: one backward per group then gives
     every row its own gradient (samples do not interact in eval mode). With ``per_image`` rows
@@ -136,6 +146,7 @@ def explain(
     check_finite: bool = True,
     autocast: torch.dtype | None = None,
     progress: bool = False,
+    tokens: TokenLayout | Literal["auto"] = "auto",
 ) -> Explanation:
     """Explain ``model``'s decision on ``inputs`` with one or more CAM methods.
 
@@ -179,6 +190,13 @@ def explain(
             would blur. ``benchmarks/bench_gpu.py`` reports the maps' error against float32.
         progress: show transient progress bars within the call for the slow methods (Score-CAM's
             masked images, Shapley's permutations), which can take minutes per image.
+        tokens: for a transformer layer whose output is a sequence of tokens (B, N, C) or
+            channels-last maps (B, h, w, C): how it lies on the image, as a
+            :class:`~camlens.engine.tokens.TokenLayout` (``TokenLayout(prefix=1, grid=(14, 14))``
+            for ViT-B/16 at 224 pixels). ``"auto"`` (the default) finds it from the model (timm,
+            torchvision and Hugging Face models declare their patch size and prefix tokens) and
+            refuses, saying what to pass, where it cannot be known. The maps and weights are then
+            per patch and per feature of the embedding; prefix tokens are kept as they were.
 
     Returns:
         An :class:`~camlens.explanation.Explanation`; see there for the shapes.
@@ -207,7 +225,8 @@ def explain(
         switch = GuidedSwitch() if guided else None
         with GuidedReLUs(switch) if switch else nullcontext(), low_precision():
             try:
-                forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided)
+                forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided,
+                                         find_layout=_layout_finder(model, tokens, tuple(images.shape[-2:])))
             except LayerError as error:  # name the layers that would do (costs a forward pass, on error only)
                 candidates = ", ".join(f"{name} {shape}" for name, shape in spatial_layers(model, call_inputs))
                 raise LayerError(f"{error.reason} Spatial layers, last first: {candidates or 'none'}.") from None
@@ -230,6 +249,7 @@ def explain(
                 _gradients(forward, activations, scores, switch) if needs_gradients else (None, None)
             )
         calls = len(forward.calls[layer_name])
+        layer_format = forward.formats[layer_name][call]
         del forward  # the graph after the layer dies here
         activations, prediction = activations.detach(), detach_output(prediction)
         if autocast is not None:  # the methods' arithmetic, and the maps, in float32
@@ -246,7 +266,8 @@ def explain(
                                                           structured=structured),
             build_after=lambda: AfterLayer(model, call_inputs, layer_name, activations, prediction, call=call,
                                            calls=calls, output_selector=output, batch_size=batch_size or 128,
-                                           verify_on_first_use=True, structured=structured),
+                                           verify_on_first_use=True, structured=structured,
+                                           layer_format=layer_format),
             batch_size=batch_size or 128,
             image_batch_size=batch_size or 16,
             progress=progress,

@@ -6,6 +6,8 @@
   (cut from the model's ``torch.fx`` graph), and :mod:`~camlens.engine.channelwise`, zeroing one
   map as a low-rank update of the first linear layer after it;
 - :mod:`~camlens.engine.layers`: layer names, modules and ``"auto"`` resolved to one layer;
+- :mod:`~camlens.engine.tokens`: a transformer's tokens (B, N, C) or channels-last maps as the
+  (B, C, h, w) maps the methods work on, and back;
 - :mod:`~camlens.engine.outputs`: the part of a tuple or dict output to explain;
 - :mod:`~camlens.engine.modelstate`: modes restored after an explanation;
 - :mod:`~camlens.engine.interception`: what the ``TorchFunctionMode`` rules know about in-place ReLUs.

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import fx, nn
 
+from .capture import LayerFormat
 from .channelwise import LinearHead, find_linear_head
 from .inputs import ModelInputs, as_inputs
 from .outputs import OutputSelector, concat_outputs, detach_output, output_difference, select_output, take_rows
@@ -113,16 +114,21 @@ class AfterLayer:
         structured: the output is kept as the model returns it (see :mod:`camlens.engine.outputs`).
         verify_on_first_use: defer the self-check to the first evaluation, where a caller's own
             unmodified rows can settle it (``real=`` of :meth:`__call__`); by default it runs now.
+        layer_format: for a token layer (or one returning a tuple), what turns maps back into
+            the layer's output (:class:`~camlens.engine.capture.LayerFormat`); ``activations``
+            are then the maps (B, C, h, w).
     """
 
     def __init__(self, model: nn.Module, inputs: ModelInputs | torch.Tensor, layer: str, activations: torch.Tensor,
                  output: object, *, call: int = -1, calls: int = 1, output_selector: OutputSelector = None,
-                 batch_size: int = 64, verify_on_first_use: bool = False, structured: bool = False):
+                 batch_size: int = 64, verify_on_first_use: bool = False, structured: bool = False,
+                 layer_format: LayerFormat | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.model, self.inputs, self.layer = model, as_inputs(inputs).detached(), layer
         self.output_selector, self.structured = output_selector, structured
         self.batch_size = batch_size
+        self.layer_format = layer_format if layer_format != LayerFormat() else None
         self.call = call % calls
         self.fallback_reason: str | None = None
         self._graph: fx.Graph | None = None
@@ -132,7 +138,8 @@ class AfterLayer:
         self._pending: tuple[torch.Tensor, object] | None = None  # the self-check still to do
         try:
             self._cut(call)
-            self._head = find_linear_head(model, self._graph)
+            # the closed form reads channels of (B, K, h, w) maps straight after the layer
+            self._head = find_linear_head(model, self._graph) if self.layer_format is None else None
         except Exception as error:  # any failure of the fast path must leave the slow, exact one
             self._fall_back(error)
             return
@@ -288,11 +295,13 @@ class AfterLayer:
             # the after-part may begin with an in-place operation (ReLU(inplace=True)), which
             # must not touch the caller's leaf (or a view of it)
             activations = activations.clone()
+        if self.layer_format is not None:  # maps → what the layer returns (tokens, a tuple)
+            activations = self.layer_format.restore(activations, image_index)
         if self._graph is not None:
             return self._interpret(self._graph, activations, image_index)
         return self._full_forward(activations, image_index)
 
-    def _interpret(self, graph: fx.Graph, first: torch.Tensor, image_index: torch.Tensor) -> object:
+    def _interpret(self, graph: fx.Graph, first: object, image_index: torch.Tensor) -> object:
         """Run a cut graph (first input ``first``, then the frontier values of the rows' images)."""
         output = fx.Interpreter(self.model, graph=graph).run(first, *self._frontier_for(image_index))
         return select_output(output, self.output_selector, structured=self.structured)
@@ -426,11 +435,11 @@ class AfterLayer:
         kept[:, players] = masks
         return kept.to(activations.dtype)[:, :, None, None] * activations
 
-    def _full_forward(self, activations: torch.Tensor, image_index: torch.Tensor) -> object:
+    def _full_forward(self, activations: object, image_index: torch.Tensor) -> object:
         module = self.model.get_submodule(self.layer)
         seen = [0]
 
-        def replace(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        def replace(_module: nn.Module, _inputs: tuple, output: object) -> object:
             number = seen[0]
             seen[0] += 1
             return activations if number == self.call else None

@@ -13,48 +13,105 @@ Every hooked call hands the model a *clone* of its output, so in-place operation
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import torch
 from torch import nn
 
+from .errors import LayerError
 from .inputs import ModelInputs, as_inputs
-from .layers import LayerError
+from .tokens import TokenLayout
 
-__all__ = ["LayerRecorder", "Forward", "record_forward"]
+__all__ = ["LayerRecorder", "LayerFormat", "LayoutFinder", "Forward", "record_forward"]
+
+
+LayoutFinder = Callable[[str, torch.Tensor], TokenLayout | None]
+
+
+@dataclass(frozen=True)
+class LayerFormat:
+    """What turns maps (M, C, h, w) back into what the layer returned: its token layout, the
+    recorded prefix tokens (B, P, C), and the other elements of a tuple output (a Hugging Face
+    layer's ``(hidden_states, attentions)``), per image of the batch."""
+
+    layout: TokenLayout | None = None
+    prefix: torch.Tensor | None = None
+    rest: tuple | None = None
+
+    def restore(self, maps: torch.Tensor, image_index: torch.Tensor) -> object:
+        """The layer's output for maps of rows of images ``image_index``."""
+        prefix = self.prefix[image_index] if self.prefix is not None else None
+        tensor = self.layout.join(maps, prefix) if self.layout is not None else maps
+        if self.rest is None:
+            return tensor
+        rows = lambda v: v[image_index] if isinstance(v, torch.Tensor) and v.dim() > 0 else v  # noqa: E731
+        return (tensor, *map(rows, self.rest))
+
+
+def _first_tensor(output: object) -> tuple[torch.Tensor | None, tuple | None]:
+    """A layer's output tensor, and the rest of a tuple or list output whose first element it is."""
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0], tuple(output[1:])
+    return None, None
 
 
 class LayerRecorder:
     """Context manager: forward hooks that record the outputs of ``layers`` (name → module), one
-    tensor per call, and start autograd at the first of them. The hooks are removed on exit, also
-    after an exception, which is never swallowed."""
+    (B, C, h, w) map tensor per call, and start autograd at the first of them. The hooks are
+    removed on exit, also after an exception, which is never swallowed.
 
-    def __init__(self, layers: Mapping[str, nn.Module]):
+    A token layer's output (B, N, C) or channels-last maps (B, h, w, C) are recorded as maps
+    through the layout ``find_layout(name, output)`` gives on the layer's first call (see
+    :mod:`camlens.engine.tokens`); the model goes on with the maps joined back, so that gradients
+    with respect to the maps are the gradients of its output. ``formats[name]`` keeps, per call,
+    what turns maps back into the layer's output."""
+
+    def __init__(self, layers: Mapping[str, nn.Module], find_layout: LayoutFinder | None = None):
         self.layers = dict(layers)
         self.calls: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
+        self.formats: dict[str, list[LayerFormat]] = {name: [] for name in self.layers}
+        self._find_layout = find_layout
+        self._layouts: dict[str, TokenLayout | None] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
-            if not isinstance(output, torch.Tensor):
+        def hook(module: nn.Module, inputs: tuple, output: object) -> object:
+            tensor, rest = _first_tensor(output)
+            if tensor is None:
                 raise TypeError(
                     f"layer {name!r} ({type(module).__name__}) returned {type(output).__name__}; "
-                    "CAM methods need a layer whose output is a (B, C, h, w) tensor"
+                    "CAM methods need a layer whose output is a (B, C, h, w) tensor or a sequence of tokens"
                 )
-            if output.dim() != 4:
-                raise LayerError(f"layer {name!r} ({type(module).__name__}) has output shape {tuple(output.shape)}, "
+            if name not in self._layouts:
+                self._layouts[name] = self._find_layout(name, tensor) if self._find_layout else None
+            layout = self._layouts[name]
+            if layout is not None:
+                layout.check(tensor, name)
+                maps, prefix = layout.split(tensor)
+            else:
+                maps, prefix = tensor, None
+            if maps.dim() != 4:
+                raise LayerError(f"layer {name!r} ({type(module).__name__}) has output shape {tuple(tensor.shape)}, "
                                  "not a spatial (B, C, h, w) map; choose a convolutional layer (or layer='auto').")
-            if output.shape[-1] * output.shape[-2] == 1:
-                raise LayerError(f"layer {name!r} ({type(module).__name__}) outputs 1×1 maps {tuple(output.shape)} "
+            if maps.shape[-1] * maps.shape[-2] == 1:
+                raise LayerError(f"layer {name!r} ({type(module).__name__}) outputs 1×1 maps {tuple(maps.shape)} "
                                  "(after global pooling?): there is nothing to localize; choose a layer before the "
                                  "pooling (or layer='auto').")
-            if not output.requires_grad:
+            if not maps.requires_grad:
                 # First recorded layer: start the graph here, so autograd records only what follows.
-                output = output.detach().requires_grad_(True)
+                maps = maps.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)
-            self.calls[name].append(output)
-            return output.clone()
+            self.calls[name].append(maps)
+            kept = prefix.detach() if prefix is not None else None
+            self.formats[name].append(LayerFormat(layout, kept, rest))
+            if layout is None and rest is None:
+                return maps.clone()
+            # the model goes on from the maps (joined back: a copy), so gradients reach them
+            joined = layout.join(maps, prefix) if layout is not None else maps.clone()
+            return joined if rest is None else type(output)((joined, *rest))
 
         return hook
 
@@ -84,6 +141,7 @@ class Forward:
     output: object
     inputs: torch.Tensor
     calls: dict[str, list[torch.Tensor]]
+    formats: dict[str, list[LayerFormat]] = field(default_factory=dict)
 
     def activations(self, layer: str, call: int = -1) -> torch.Tensor:
         """The output of ``layer`` at call ``call`` (``-1``: the last call in the forward pass)."""
@@ -101,6 +159,7 @@ def record_forward(
     layers: Mapping[str, nn.Module],
     *,
     input_gradients: bool = False,
+    find_layout: LayoutFinder | None = None,
 ) -> Forward:
     """Run the model on ``inputs`` (an image batch, or :class:`~camlens.engine.inputs.ModelInputs`)
     recording ``layers``.
@@ -108,6 +167,7 @@ def record_forward(
     With ``input_gradients=False`` autograd starts at the first recorded layer (see the module
     docstring); with ``True`` the image is a leaf and the whole pass is recorded (needed by
     Guided Backpropagation). Works inside a caller's ``torch.no_grad()`` or ``inference_mode()``.
+    ``find_layout(name, output)`` gives a token layer's layout (see :class:`LayerRecorder`).
     """
     inputs = as_inputs(inputs)
     with torch.inference_mode(False):
@@ -118,6 +178,6 @@ def record_forward(
             image = image.detach().requires_grad_(True)
             inputs = inputs.with_image(image)
         grad_mode = torch.enable_grad() if input_gradients else torch.no_grad()
-        with LayerRecorder(layers) as recorder, grad_mode:
+        with LayerRecorder(layers, find_layout) as recorder, grad_mode:
             output = inputs(model)
-    return Forward(output=output, inputs=image, calls=recorder.calls)
+    return Forward(output=output, inputs=image, calls=recorder.calls, formats=recorder.formats)

@@ -9,24 +9,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .inputs import as_inputs
+from .capture import record_forward
+from .errors import LayerError
+from .inputs import ModelInputs, as_inputs
+from .outputs import select_output
+from .tokens import find_layout
 
-__all__ = ["LayerSpec", "LayerError", "resolve_layer", "layer_output_shapes", "auto_layer", "spatial_layers"]
+__all__ = ["LayerSpec", "LayerError", "resolve_layer", "layer_output_shapes", "auto_layer", "auto_token_layer",
+           "spatial_layers"]
 
 LayerSpec = str | nn.Module
-
-PYTHON_HINT = "camlens.layer_output_shapes(model, images) lists every layer with its output shape."
-
-
-class LayerError(ValueError):
-    """A layer that is not there or cannot be explained. ``reason`` is the message without the
-    closing hint on how to list the layers, so that a command can give its own (``camlens
-    layers MODEL``)."""
-
-    def __init__(self, reason: str, hint: str = PYTHON_HINT):
-        super().__init__(f"{reason} {hint}".strip())
-        self.reason = reason
-
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     """Return ``(dotted name, module)`` for a layer given by dotted name or module object.
@@ -97,15 +89,20 @@ def spatial_layers(model: nn.Module, inputs: object, last: int = 5) -> list[tupl
 
 
 def auto_layer(model: nn.Module, inputs: object) -> str:
-    """The layer ``"auto"`` means: the last module, in the order outputs are produced on these
-    images, whose output is a ``(B, C, h, w)`` tensor with ``h·w > 1``. When several nested modules
-    return that same tensor (``layer4``, ``layer4.2``, ``layer4.2.relu``) the outermost is named.
+    """The layer ``"auto"`` means. For a convolutional network: the last module, in the order
+    outputs are produced on these images, whose output is a ``(B, C, h, w)`` tensor with
+    ``h·w > 1``; when several nested modules return that same tensor (``layer4``, ``layer4.2``,
+    ``layer4.2.relu``) the outermost is named. For a transformer (a model with token layers, see
+    :mod:`camlens.engine.tokens`): :func:`auto_token_layer`.
 
-    Only the first image is run, so the cost is one forward pass at batch size 1.
+    Only the first image is run, so the cost is one forward pass at batch size 1 (and, for a
+    transformer, one more with a backward pass).
     """
     inputs = as_inputs(inputs)
     first = inputs.rows(torch.zeros(1, dtype=torch.long, device=inputs.image.device))
     produced = _probe(model, lambda: first(model))
+    if (chosen := auto_token_layer(model, first, [(p.name, p.output) for p in produced])) is not None:
+        return chosen
     spatial = [
         p for p in produced
         if isinstance(p.output, torch.Tensor) and p.output.dim() == 4 and p.output.shape[-1] * p.output.shape[-2] > 1
@@ -118,3 +115,64 @@ def auto_layer(model: nn.Module, inputs: object) -> str:
     last = spatial[-1].output
     same = [p.name for p in spatial if p.output is last]
     return min(same, key=lambda name: (name.count("."), len(name)))
+
+
+def _as_tensor(output: object) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[str, object]]) -> str | None:
+    """``layer="auto"`` on a transformer: the output of its last block, where the score's
+    gradient reaches the patch tokens there, else the last block's first norm. ``None`` for a
+    model without token layers (a CNN). ``produced``: each module's output on ``first`` (one
+    image), in the order they were produced.
+
+    Why: a class-token model (ViT, DeiT, CLIP) reads its decision from the class token alone
+    after the last block, so the patch tokens of the last block's output, and of everything
+    after its attention, get exactly zero gradient — measured on timm's ``vit_tiny_patch16_224``
+    and torchvision's ``vit_b_16``: every gradient map would be 0. The last block's first norm
+    feeds its attention, through which the patches reach the class token. A model that pools
+    its patch tokens (Swin, ViTs with ``global_pool="avg"``) has gradients on its last block,
+    the layer the decision is read from, as a CNN's last convolutional block.
+    """
+    size = tuple(first.image.shape[-2:])
+    tokens: list[tuple[str, torch.Tensor]] = []
+    for name, output in produced:
+        tensor = _as_tensor(output)
+        if tensor is None or tensor.dim() not in (3, 4):
+            continue
+        try:
+            if find_layout(model, name, tensor, size) is not None:
+                tokens.append((name, tensor))
+        except LayerError:
+            continue
+    if not tokens:
+        return None
+    modules = dict(model.named_modules())
+    parent = lambda name: modules.get(name.rpartition(".")[0]) if "." in name else model  # noqa: E731
+    blocks = [(name, tensor) for name, tensor in tokens if isinstance(parent(name), (nn.Sequential, nn.ModuleList))]
+    if not blocks:
+        return tokens[-1][0]
+    last = blocks[-1][1]
+    block = max((name for name, tensor in blocks if tensor is last), key=lambda name: name.count("."))
+    if _reaches_patches(model, first, block, modules[block]):
+        return block
+    norms = [name for name, _ in tokens if name.startswith(block + ".") and "norm" in type(modules[name]).__name__.lower()]
+    return norms[0] if norms else block
+
+
+def _reaches_patches(model: nn.Module, first: ModelInputs, name: str, module: nn.Module) -> bool:
+    """Whether the model's top output has a non-zero gradient at the patch tokens of ``name``."""
+    size = tuple(first.image.shape[-2:])
+    forward = record_forward(model, first, {name: module}, find_layout=lambda n, out: find_layout(model, n, out, size))
+    maps = forward.calls[name][-1]
+    with torch.enable_grad():
+        output = select_output(forward.output, None)
+        if not isinstance(output, torch.Tensor) or not output.requires_grad:
+            return True
+        (gradient,) = torch.autograd.grad(output.flatten(1).max(dim=1).values.sum(), maps, allow_unused=True)
+    return gradient is not None and bool(gradient.abs().sum() > 0)
