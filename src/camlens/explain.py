@@ -21,6 +21,7 @@ from .engine.outputs import OutputSelector, batch_size_of, detach_output, select
 from .engine.tokens import TokenLayout, find_layout
 from .explanation import Explanation
 from .methods import METHODS, check_method_names
+from .methods.attention import attention_layer_maps
 from .methods.cam import classifier_weights
 from .methods.evidence import Evidence
 from .methods.gradient import weighted_sum
@@ -293,13 +294,17 @@ def explain(
                     weights[name] = result
             if name in weights:
                 layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
+        if attending := [name for name in names if METHODS[name].kind == "attention"]:
+            layer_maps |= attention_layer_maps(model, call_inputs, attending, target_fn, output,
+                                               lambda index: _slots(index, scores.per_image), layer_name)
 
     size = images.shape[-2:]
     maps: dict[str, torch.Tensor] = {}
-    if layer_maps:
-        stacked = torch.stack(list(layer_maps.values()), dim=1)
+    for grid in dict.fromkeys(m.shape[-2:] for m in layer_maps.values()):  # one interpolation per grid
+        same = [name for name, m in layer_maps.items() if m.shape[-2:] == grid]
+        stacked = torch.stack([layer_maps[name] for name in same], dim=1)
         upsampled = F.interpolate(stacked, size=size, mode="bilinear", align_corners=False)
-        maps = dict(zip(layer_maps, upsampled.unbind(dim=1), strict=True))
+        maps |= dict(zip(same, upsampled.unbind(dim=1), strict=True))
     input_maps: dict[str, torch.Tensor] = {}
     if "guided_backprop" in names:
         input_maps["guided_backprop"] = input_gradients

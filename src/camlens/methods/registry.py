@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from .ablation import ablation_weights
+from .attention import gradient_rollout, rollout
 from .gradient import (
     counterfactual_weights,
     gradcam_weights,
@@ -33,7 +34,7 @@ from .shapley import shapley_weights
 __all__ = ["Method", "MethodKind", "METHODS", "check_method_names"]
 
 
-MethodKind = Literal["weights", "spatial", "input", "perturbation"]
+MethodKind = Literal["weights", "spatial", "input", "perturbation", "attention"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ METHODS: Mapping[str, Method] = MappingProxyType({
                partial(scorecam_weights, top=32), title="Score-CAM (top 32)"),
         Method("liftcam", "perturbation", "Jung & Oh, Towards Better Explanations of Class Activation Mapping, ICCV 2021",
                liftcam_weights, needs_gradients=False, title="LIFT-CAM"),
+        Method("rollout", "attention", "Abnar & Zuidema, Quantifying Attention Flow in Transformers, ACL 2020",
+               rollout, needs_gradients=False, title="Attention rollout"),
+        Method("gradient_rollout", "attention", "Chefer, Gur & Wolf, Generic Attention-model Explainability, ICCV 2021",
+               gradient_rollout, needs_gradients=False, title="Gradient-weighted rollout"),
         Method("shapley", "perturbation", "Shapley values of the maps (the reference of Jung & Oh, ICCV 2021)",
                shapley_weights, needs_gradients=False, title="Shapley values"),
     )
