@@ -29,7 +29,6 @@ import torch
 from camlens.data.scenes import scenes
 from camlens.evaluate.scenes import point_at_objects
 from camlens.models.scene_training import accuracy, load_scene_model
-from camlens.models.scenes import SCENE_TASKS
 
 METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "liftcam", "ablationcam", "scorecam")
 COLUMNS = {"classifier": "classes", "captioner": "caption words", "vqa": "VQA answers", "detector": "boxes"}
@@ -45,7 +44,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, maps on {args.device}\n")
     held_out = scenes(args.scenes, seed=2026)
     results, rows = {}, {}
-    for task in SCENE_TASKS:
+    for task in COLUMNS:
         start = time.perf_counter()
         model = load_scene_model(task)
         loaded = time.perf_counter() - start
@@ -59,12 +58,12 @@ def main() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")  # as it goes
 
-    header = "| method | " + " | ".join(f"{COLUMNS[t]}: pointing ↑ | energy ↑" for t in SCENE_TASKS) + " |"
-    print("\n" + header + "\n|" + "---|" * (1 + 2 * len(SCENE_TASKS)))
+    header = "| method | " + " | ".join(f"{COLUMNS[t]}: pointing ↑ | energy ↑" for t in COLUMNS) + " |"
+    print("\n" + header + "\n|" + "---|" * (1 + 2 * len(COLUMNS)))
     for method in METHODS:
-        cells = [f"{results[t][method]['pointing']:.3f} | {results[t][method]['energy']:.3f}" for t in SCENE_TASKS]
+        cells = [f"{results[t][method]['pointing']:.3f} | {results[t][method]['energy']:.3f}" for t in COLUMNS]
         print(f"| {method} | " + " | ".join(cells) + " |")
-    print("\n" + ", ".join(f"{COLUMNS[t]} {rows[t]} maps" for t in SCENE_TASKS) + f" on {args.scenes} scenes")
+    print("\n" + ", ".join(f"{COLUMNS[t]} {rows[t]} maps" for t in COLUMNS) + f" on {args.scenes} scenes")
     for task, goal in GOALS.items():
         reached = results[task]["gradcam"]["pointing"]
         print(f"Grad-CAM pointing, {COLUMNS[task]}: {reached:.3f} (target ≥ {goal:.2f}) {'met' if reached >= goal else 'MISSED'}")

@@ -21,16 +21,37 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
+def _model_for(method: str) -> tuple[torch.nn.Module, str]:
+    """A ResNet-18 at its last block; a small ViT for the methods that read attention."""
+    torch.manual_seed(0)
+    if METHODS[method].kind == "attention":
+        timm = pytest.importorskip("timm")
+        return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, depth=2, num_classes=10).eval(), "auto"
+    return resnet18(num_classes=10).eval(), "layer4"
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_the_cpu_maps_on_cuda(method, no_tf32):
-    torch.manual_seed(0)
-    model = resnet18(num_classes=10).eval()
+    model, layer = _model_for(method)
     images = torch.randn(2, 3, 64, 64)
-    on_cpu = camlens.explain(model, images, layer="layer4", methods=[method], target="top2")
-    on_cuda = camlens.explain(model.cuda(), images.cuda(), layer="layer4", methods=[method], target="top2")
+    on_cpu = camlens.explain(model, images, layer=layer, methods=[method], target="top2")
+    on_cuda = camlens.explain(model.cuda(), images.cuda(), layer=layer, methods=[method], target="top2")
     assert on_cuda.maps[method].device.type == "cuda"
     # float32 against float64 on the CPU differs by at most 4e-4 of the maps' scale (Ablation-CAM's
     # score differences); CUDA's own kernels add as much again
+    scale = float(on_cpu.maps[method].abs().max())
+    torch.testing.assert_close(on_cuda.maps[method].cpu(), on_cpu.maps[method], rtol=1e-3, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam", "ablationcam"])
+def test_token_layers_give_the_cpu_maps_on_cuda(method, no_tf32):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, depth=2, num_classes=10).eval()
+    images = torch.randn(2, 3, 64, 64)
+    on_cpu = camlens.explain(model, images, methods=[method], target="top2")
+    on_cuda = camlens.explain(model.cuda(), images.cuda(), methods=[method], target="top2")
+    assert on_cuda.layer == on_cpu.layer == "blocks.1.norm1"
     scale = float(on_cpu.maps[method].abs().max())
     torch.testing.assert_close(on_cuda.maps[method].cpu(), on_cpu.maps[method], rtol=1e-3, atol=1e-3 * scale)
 

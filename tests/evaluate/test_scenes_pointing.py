@@ -10,6 +10,8 @@ import pytest
 from camlens.data.scenes import scenes
 from camlens.evaluate.scenes import point_at_objects, scene_queries
 from camlens.models import load_scene_model
+from camlens.models.scenes import LAYER
+from camlens.models.zoo import SCENE_VIT_LAYER
 
 # (method, least pointing-game hit rate) per task; measured on 200 scenes: see the module docstring
 BOUNDS = {
@@ -17,6 +19,9 @@ BOUNDS = {
     "captioner": {"gradcam": 0.8, "layercam": 0.9, "hirescam": 0.9, "liftcam": 0.85},
     "vqa": {"gradcam": 0.85, "layercam": 0.9, "hirescam": 0.9, "liftcam": 0.85},
     "detector": {"gradcam": 0.95, "layercam": 0.95, "hirescam": 0.95},
+    # the ViT's single-layer maps point at the object about half the time (0.54 on 200 scenes),
+    # gradient-weighted rollout 0.94: see benchmarks/bench_vit_scenes.py
+    "vit": {"gradcam": 0.4, "gradient_rollout": 0.85},
 }
 
 
@@ -28,7 +33,8 @@ def held_out():
 @pytest.mark.parametrize("task", sorted(BOUNDS))
 def test_maps_point_at_the_named_object(task, held_out):
     model = load_scene_model(task, progress=False)
-    results = point_at_objects(task, model, held_out, tuple(BOUNDS[task]), progress=False)
+    layer = SCENE_VIT_LAYER if task == "vit" else LAYER
+    results = point_at_objects(task, model, held_out, tuple(BOUNDS[task]), progress=False, layer=layer)
     for method, least in BOUNDS[task].items():
         assert results[method]["pointing"] >= least, (method, results[method])
 

@@ -114,3 +114,32 @@ def test_models_without_global_attention_are_refused():
         camlens.explain(_Windowed().eval(), random_images(1, 32), layer="embed", methods="rollout")
     with pytest.raises(ValueError, match="computed none"):
         camlens.explain(torchvision.models.resnet18().eval(), random_images(1, 64), methods="gradient_rollout")
+
+
+def test_multi_head_attention_is_computed_as_pytorch_does_while_recorded():
+    """``nn.MultiheadAttention`` (torchvision's ViT, ``nn.TransformerEncoderLayer``) recomputed
+    through the recorder gives the module's own outputs and weights, with and without masks."""
+    from camlens.engine.attention import AttentionRecorder
+
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16().eval()
+    images = random_images(1, 224)
+    with torch.no_grad():
+        expected = model(images)
+        with AttentionRecorder() as recorder:
+            recorded = model(images)
+    torch.testing.assert_close(recorded, expected, rtol=1e-4, atol=1e-5)
+    assert [tuple(a.shape) for a in recorder.attentions] == [(1, 12, 197, 197)] * 12
+    attention = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)  # True: may not attend (PyTorch's convention)
+    for mask in (None, causal, torch.randn(5, 5)):
+        for average in (True, False):
+            with torch.no_grad():
+                out, weights = attention(x, x, x, attn_mask=mask, average_attn_weights=average)
+                with AttentionRecorder() as recorder:
+                    out_r, weights_r = attention(x, x, x, attn_mask=mask, average_attn_weights=average)
+            torch.testing.assert_close(out_r, out, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(weights_r, weights, rtol=1e-5, atol=1e-6)
+            assert recorder.attentions[0].shape == (2, 4, 5, 5)

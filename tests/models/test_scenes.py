@@ -14,7 +14,7 @@ from camlens.models.scenes import SCENE_TASKS
 # held-out accuracy each model must keep (the issue's goals: classification 95%, answers 90%,
 # caption words 90%); measured on scenes none of them was trained on
 GOALS = {"classifier": ("exact", 0.95), "vqa": ("answers", 0.90), "captioner": ("words", 0.90),
-         "detector": ("recall", 0.95)}
+         "detector": ("recall", 0.95), "vit": ("exact", 0.90)}
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,16 @@ def test_the_zoo_loads_them_with_their_task_and_text_inputs():
     with pytest.raises(ValueError, match="unknown word"):
         captioner.caption("a purple circle", 1)
     assert camlens.load("scenes-classifier").embedding is not None
+
+
+def test_the_scene_vit_declares_its_layout_and_auto_finds_its_layer():
+    """A class-token model: ``auto`` goes to its last block's first norm, the zoo's layer, and its
+    tokens lie on the 8×8 patch grid it declares."""
+    from camlens.data.scenes import scene_tensors
+    from camlens.models.zoo import SCENE_VIT_LAYER
+
+    model = load_scene_model("vit", progress=False)
+    images = scene_tensors(scenes(2, seed=3))
+    assert camlens.auto_layer(model, images) == SCENE_VIT_LAYER == camlens.load("scenes-vit").layer
+    explanation = camlens.explain(model, images, methods=("gradcam", "rollout"))
+    assert explanation.layer_maps["gradcam"].shape == explanation.layer_maps["rollout"].shape[:1] + (8, 8)

