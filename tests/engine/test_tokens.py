@@ -223,3 +223,27 @@ def test_layouts_that_do_not_fit_are_refused_and_the_model_is_left_untouched():
     for model in (vit, resnet):
         assert all(not module._forward_hooks for module in model.modules())
         assert not any(p.requires_grad is False for p in model.parameters())
+
+
+def test_shapley_values_of_token_maps_add_up_to_the_score_they_share():
+    """Efficiency, which every permutation satisfies exactly: the values of all 192 maps of a ViT
+    block add up to the score with every map minus the score with none (all patch features zero,
+    the class token kept)."""
+    model = build("timm", "vit_tiny_patch16_224")
+    images = random_images(1, 224)
+    explanation = camlens.explain(model, images, layer="blocks.10", methods="shapley", target=5,
+                                  options={"shapley": {"pairs": 1, "seed": 0}})
+
+    def none(module, inputs, output):
+        output = output.clone()
+        output[:, 1:] = 0
+        return output
+
+    with torch.no_grad():
+        everything = float(model(images)[0, 5])
+        handle = model.blocks[10].register_forward_hook(none)
+        try:
+            nothing = float(model(images)[0, 5])
+        finally:
+            handle.remove()
+    assert float(explanation.weights["shapley"].sum()) == pytest.approx(everything - nothing, rel=1e-4, abs=1e-5)

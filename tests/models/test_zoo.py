@@ -106,7 +106,7 @@ def test_load_in_float64_for_reference_computations(lite0):
 
     loaded = load("efficientnet-lite0", dtype=torch.float64)
     assert {p.dtype for p in loaded.model.parameters()} == {torch.float64}
-    image = loaded.preprocessing(read_image(SAMPLE_IMAGES / "owl.jpg"))
+    image = loaded.preprocessing(camlens.read_image(SAMPLE_IMAGES / "owl.jpg"))
     assert image.dtype == torch.float64
     explanation = camlens.explain(loaded.model, image[None], layer=loaded.layer, methods="gradcam")
     assert explanation.maps["gradcam"].dtype == torch.float64
@@ -183,3 +183,28 @@ def test_layers_of_a_torchvision_model_need_no_download(capsys):
 
     assert main(["layers", "torchvision:resnet18"]) == 0
     assert "layer4" in capsys.readouterr().out
+
+
+def test_a_hugging_face_classifier_saved_to_a_folder_loads_and_explains(tmp_path):
+    """``hf:FOLDER``: the model, its processor's mean, std and size, its class names, and a
+    token layout found in its config; a hub name that is neither cached nor reachable is refused
+    at once."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                    id2label={0: "cat", 1: "dog", 2: "owl"}, label2id={"cat": 0, "dog": 1, "owl": 2})
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    transformers.ViTImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.4, 0.4, 0.4],
+                                   image_std=[0.2, 0.2, 0.2]).save_pretrained(tmp_path / "vit")
+    loaded = load(f"hf:{tmp_path / 'vit'}")
+    assert loaded.class_names == ("cat", "dog", "owl")
+    assert loaded.preprocessing == Preprocessing(64, 64, (0.4, 0.4, 0.4), (0.2, 0.2, 0.2))
+    image = loaded.preprocessing(camlens.read_image(SAMPLE_IMAGES / "owl.jpg"))
+    explanation = camlens.explain(loaded.model, image[None], layer=loaded.layer, methods="gradcam")
+    assert explanation.layer == "vit.layers.1.layernorm_before" and explanation.layer_maps["gradcam"].shape == (1, 4, 4)
+    from camlens.models.zoo import _hub_unreachable
+
+    if _hub_unreachable() is not None:
+        with pytest.raises(RuntimeError, match="not a saved model folder nor in the local Hugging Face cache"):
+            load("hf:someone/no-such-vit")

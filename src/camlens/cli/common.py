@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   camlens explain cat_dog.jpg --target boxer --target "tiger cat" --methods gradcam,xgradcam
   camlens explain x.png --model mobilenet-v2 --weights mobilenet_v2.pth --layer features.18
   camlens explain x.png --model torchvision:resnet50 --layer layer4 --device cuda
+  camlens explain x.png --model hf:google/vit-base-patch16-224
   camlens evaluate ../shared/data/imagenet_sample_1000/labels.csv --limit 100 --out eval
   camlens evaluate ../shared/data/imagenet_val_bbox/annotations.csv --metrics localization --diagnose
   camlens models
@@ -109,7 +110,8 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
     """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
-    parser.add_argument("--model", default="efficientnet-lite0", help="zoo name, torchvision:NAME or timm:NAME (default: %(default)s)")
+    parser.add_argument("--model", default="efficientnet-lite0",
+                        help="zoo name, torchvision:NAME, timm:NAME or hf:NAME (default: %(default)s)")
     parser.add_argument("--weights", metavar="PATH",
                         help="a weights file (a state dict): mobilenet-v2 needs one; for torchvision:NAME and "
                              "timm:NAME it replaces the pretrained weights (your fine-tuned model, say)")

@@ -47,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = subcommand(commands, "layers", "list a model's layers with their output shapes", examples=False)
-    parser.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
+    parser.add_argument("model", help="zoo name, torchvision:NAME, timm:NAME or hf:NAME")
     parser.add_argument("--weights", metavar="PATH", help="weights file for models that need one (mobilenet-v2)")
     parser.set_defaults(run=run)

