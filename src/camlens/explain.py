@@ -221,7 +221,8 @@ def explain(
     needs_gradients = guided or any(METHODS[name].needs_gradients for name in names)
 
     with evaluation_mode(model, eval_mode):
-        layer_name = auto_layer(model, call_inputs) if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0]
+        layer_name = (auto_layer(model, call_inputs, tokens if isinstance(tokens, TokenLayout) else None)
+                      if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0])
         module = model.get_submodule(layer_name) if layer_name else model
         switch = GuidedSwitch() if guided else None
         with GuidedReLUs(switch) if switch else nullcontext(), low_precision():
@@ -296,7 +297,8 @@ def explain(
                 layer_maps[name] = weighted_sum(weights[name], rows_activations).clamp_min(0)
         if attending := [name for name in names if METHODS[name].kind == "attention"]:
             layer_maps |= attention_layer_maps(model, call_inputs, attending, target_fn, output,
-                                               lambda index: _slots(index, scores.per_image), layer_name)
+                                               lambda index: _slots(index, scores.per_image), layer_name,
+                                               tokens if isinstance(tokens, TokenLayout) else None)
 
     size = images.shape[-2:]
     maps: dict[str, torch.Tensor] = {}

@@ -129,3 +129,29 @@ def test_a_model_fx_cannot_trace_is_copied_as_it_is_and_its_views_still_work():
     images = random_images(2, size=8)
     with torch.inference_mode():
         torch.testing.assert_close(inference_copy(model)(images), model(images))
+
+
+class _InPlaceAddThenActivation(nn.Module):
+    """``g += 1`` changes ``h`` (the same tensor), which is read again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(3, 4, 3), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        g = h
+        g += 1
+        return self.act(g).sum((1, 2, 3)) + h.sum((1, 2, 3))
+
+
+def test_a_copy_that_torch_fx_traced_differently_is_caught_on_its_first_batch():
+    """torch.fx traces ``g += 1`` as ``g + 1``: the traced copy would compute another function.
+    The first batch compares it with a plain copy and keeps the plain one, saying so."""
+    model = _InPlaceAddThenActivation().eval()
+    images = random_images(2, size=8)
+    copied = inference_copy(model)
+    with torch.inference_mode():
+        with pytest.warns(RuntimeWarning, match="differs from the model"):
+            torch.testing.assert_close(copied(images), model(images), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(copied(images), model(images), rtol=1e-5, atol=1e-5)

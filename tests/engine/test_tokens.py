@@ -247,3 +247,73 @@ def test_shapley_values_of_token_maps_add_up_to_the_score_they_share():
         finally:
             handle.remove()
     assert float(explanation.weights["shapley"].sum()) == pytest.approx(everything - nothing, rel=1e-4, abs=1e-5)
+
+
+class _InPlaceAfterTokens(nn.Module):
+    """Patch tokens without a class token, and an in-place addition straight after them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 8, 8)
+        self.tokens = nn.Flatten(2)
+        self.out = nn.Identity()
+        self.pos = nn.Parameter(torch.randn(1, 16, 8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.out(self.tokens(self.embed(x)).transpose(1, 2).contiguous())
+        t += self.pos
+        return self.head(torch.relu(t).mean(dim=1))
+
+
+def test_the_model_goes_on_from_a_copy_of_the_recorded_maps():
+    """What follows a token layer may work in place: the recorded maps must not change."""
+    model = _InPlaceAfterTokens().eval()
+    images = random_images(1, 32)
+    layout = TokenLayout(prefix=0, grid=(4, 4))
+    for methods in ("gradcam", ("guided_gradcam", "ablationcam")):
+        explanation = camlens.explain(model, images, layer="out", methods=methods, tokens=layout)
+        with torch.no_grad():
+            expected = model.tokens(model.embed(images)).reshape(1, 8, 4, 4)
+        torch.testing.assert_close(explanation.activations, expected)
+
+
+def test_hugging_face_deit_declares_two_prefix_tokens_through_its_embeddings():
+    """A distilled DeiT has a class and a distillation token; the layout counts both from its
+    embeddings (not one for any Hugging Face config), and ``auto`` reaches its blocks."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.DeiTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64, num_labels=5)
+    model = double(transformers.DeiTForImageClassificationWithTeacher(config))
+    images = random_images(2, 64).double()
+    explanation = camlens.explain(model, images, methods=GRADIENT_METHODS, target=[1, 2])
+    assert explanation.layer.endswith("layers.1.layernorm_before") and explanation.activations.shape == (2, 32, 4, 4)
+    check_against_hand_written(explanation, *hand_written(model, images, explanation.layer, 2, class_scores([1, 2])))
+
+
+def test_auto_refuses_blocks_it_cannot_place_rather_than_picking_the_patch_embedding():
+    model = _NoHintsBlocks().eval()
+    with pytest.raises(LayerError, match="layer='auto' found transformer blocks whose tokens it cannot place"):
+        camlens.explain(model, random_images(1, 224))
+    explanation = camlens.explain(model, random_images(1, 224), tokens=TokenLayout(prefix=1, grid=(14, 14)))
+    assert explanation.layer == "blocks.1"
+
+
+class _PatchTokens(nn.Module):
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.flatten(2).transpose(1, 2)
+
+
+class _NoHintsBlocks(_NoHints):
+    """_NoHints with its mixing in a Sequential of blocks after a layer of patch tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches = _PatchTokens()
+        self.blocks = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.patches(self.embed(x))
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
+        return self.head(self.blocks(tokens).mean(dim=1))

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import camlens
+from camlens import TokenLayout
+from camlens.engine.layers import LayerError
 
 from reference import assert_close
 from support import random_images
@@ -143,3 +145,49 @@ def test_multi_head_attention_is_computed_as_pytorch_does_while_recorded():
             torch.testing.assert_close(out_r, out, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(weights_r, weights, rtol=1e-5, atol=1e-6)
             assert recorder.attentions[0].shape == (2, 4, 5, 5)
+
+
+class _TinyViT(torch.nn.Module):
+    """A class token and 4×4 patch tokens, one block of nn.MultiheadAttention, no layout
+    declared anywhere; ``padding_mask`` makes the attention use a key padding mask."""
+
+    def __init__(self, padding_mask: bool = False) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 8, 8, 8)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.attention = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = torch.nn.Linear(8, 3)
+        self.padding_mask = padding_mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), self.embed(x).flatten(2).transpose(1, 2)], dim=1)
+        mask = torch.zeros(len(x), tokens.shape[1], dtype=torch.bool) if self.padding_mask else None
+        mixed, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask, need_weights=False)
+        return self.head(mixed[:, 0])
+
+
+def test_rollout_takes_a_given_layout_and_refuses_what_it_cannot_read():
+    torch.manual_seed(0)
+    images = random_images(1, 32)
+    model = _TinyViT().eval()
+    with pytest.raises(LayerError, match=r"17 tokens .*pass tokens=TokenLayout\(prefix=1, grid=\(4, 4\)\)"):
+        camlens.explain(model, images, layer="attention", methods="rollout")
+    explanation = camlens.explain(model, images, layer="attention", methods=("rollout", "gradient_rollout", "gradcam"),
+                                  tokens=TokenLayout(prefix=1, grid=(4, 4)))
+    assert explanation.layer_maps["gradient_rollout"].shape == (1, 4, 4)
+    with pytest.raises(ValueError, match="options camlens does not recompute"):
+        camlens.explain(_TinyViT(padding_mask=True).eval(), images, layer="attention", methods="rollout",
+                        tokens=TokenLayout(prefix=1, grid=(4, 4)))
+    timm = pytest.importorskip("timm")
+    pooled = timm.create_model("vit_tiny_patch16_224", pretrained=False, class_token=False, global_pool="avg",
+                               depth=2).eval()
+    with pytest.raises(ValueError, match="has no prefix token"):
+        camlens.explain(pooled, random_images(1, 224), methods="rollout")
+
+
+def test_gradient_rollout_on_a_model_with_frozen_parameters():
+    model = vit()
+    model.requires_grad_(False)
+    explanation = camlens.explain(model, random_images(1, 224), methods="gradient_rollout", target=3)
+    assert explanation.layer_maps["gradient_rollout"].abs().sum() > 0
+    assert not any(p.requires_grad for p in model.parameters())

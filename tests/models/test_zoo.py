@@ -61,6 +61,8 @@ def test_torchvision_and_timm_models_load_and_report_offline_downloads(monkeypat
     timm = pytest.importorskip("timm")
     resnet = load("torchvision:resnet18", pretrained=False)
     assert resnet.preprocessing == Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    # random or a user's weights keep the architecture's own input size (read from metadata, no download)
+    assert load("torchvision:efficientnet_b4", pretrained=False).preprocessing.crop == 380
     with pytest.raises(ValueError, match="torchvision has no model 'resnet51'; did you mean"):
         load("torchvision:resnet51", pretrained=False)
     with pytest.raises(ValueError, match="timm has no model 'resnet5o'"):

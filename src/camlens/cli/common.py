@@ -73,7 +73,7 @@ def load_model(name: str, weights: str | None, fit: str = "crop", pretrained: bo
     """The model, or a usage error that says why it cannot be loaded."""
     try:
         return load(name, weights=weights, fit=fit, pretrained=pretrained)
-    except (ValueError, ImportError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, ImportError, OSError, RuntimeError) as error:
         raise UsageError(str(error)) from error
 
 

@@ -128,7 +128,7 @@ class AfterLayer:
         self.model, self.inputs, self.layer = model, as_inputs(inputs).detached(), layer
         self.output_selector, self.structured = output_selector, structured
         self.batch_size = batch_size
-        self.layer_format = layer_format if layer_format != LayerFormat() else None
+        self.layer_format = layer_format if layer_format is not None and layer_format.changes_output else None
         self.call = call % calls
         self.fallback_reason: str | None = None
         self._graph: fx.Graph | None = None

@@ -31,11 +31,13 @@ _MULTI_HEAD = inspect.signature(F.multi_head_attention_forward)
 
 class AttentionRecorder(TorchFunctionMode):
     """Context manager: ``attentions`` holds each scaled-dot-product attention's probabilities
-    (B, heads, N, M), in the order the model computed them."""
+    (B, heads, N, M), in the order the model computed them; ``unrecorded`` counts the attention
+    calls it let run unseen."""
 
     def __init__(self) -> None:
         super().__init__()
         self.attentions: list[torch.Tensor] = []
+        self.unrecorded = 0  # attention calls run as they are (configurations not recomputed)
 
     def __torch_function__(self, func: Any, types: tuple, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -55,6 +57,7 @@ class AttentionRecorder(TorchFunctionMode):
         p = call.arguments
         if (p["bias_k"] is not None or p["bias_v"] is not None or p["add_zero_attn"] or p["static_k"] is not None
                 or p["static_v"] is not None or p["key_padding_mask"] is not None):
+            self.unrecorded += 1
             return func(*args, **kwargs)
         query, key, value = p["query"], p["key"], p["value"]
         unbatched = query.dim() == 2

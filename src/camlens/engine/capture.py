@@ -38,6 +38,13 @@ class LayerFormat:
     layout: TokenLayout | None = None
     prefix: torch.Tensor | None = None
     rest: tuple | None = None
+    batch: int = 0  # the recorded batch: tensors in ``rest`` with this first dimension are per image
+    kind: type = tuple
+
+    @property
+    def changes_output(self) -> bool:
+        """Whether the layer's output is something other than the maps themselves."""
+        return self.layout is not None or self.rest is not None
 
     def restore(self, maps: torch.Tensor, image_index: torch.Tensor) -> object:
         """The layer's output for maps of rows of images ``image_index``."""
@@ -45,8 +52,13 @@ class LayerFormat:
         tensor = self.layout.join(maps, prefix) if self.layout is not None else maps
         if self.rest is None:
             return tensor
-        rows = lambda v: v[image_index] if isinstance(v, torch.Tensor) and v.dim() > 0 else v  # noqa: E731
-        return (tensor, *map(rows, self.rest))
+        per_image = lambda v: isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.batch  # noqa: E731
+        return _rebuild(self.kind, tensor, [v[image_index] if per_image(v) else v for v in self.rest])
+
+
+def _rebuild(kind: type, first: torch.Tensor, rest: list | tuple) -> object:
+    """A tuple, list or named tuple of the layer's output kind, with ``first`` first."""
+    return kind(first, *rest) if hasattr(kind, "_fields") else kind((first, *rest))
 
 
 def _first_tensor(output: object) -> tuple[torch.Tensor | None, tuple | None]:
@@ -106,12 +118,12 @@ class LayerRecorder:
                 torch.set_grad_enabled(True)
             self.calls[name].append(maps)
             kept = prefix.detach() if prefix is not None else None
-            self.formats[name].append(LayerFormat(layout, kept, rest))
+            self.formats[name].append(LayerFormat(layout, kept, rest, tensor.shape[0], type(output)))
             if layout is None and rest is None:
                 return maps.clone()
-            # the model goes on from the maps (joined back: a copy), so gradients reach them
+            # the model goes on from the maps (joined back into a new tensor), so gradients reach them
             joined = layout.join(maps, prefix) if layout is not None else maps.clone()
-            return joined if rest is None else type(output)((joined, *rest))
+            return joined if rest is None else _rebuild(type(output), joined, rest)
 
         return hook
 

@@ -17,6 +17,8 @@ import warnings
 import torch
 from torch import fx, nn
 
+from .outputs import output_difference
+
 __all__ = ["inference_copy"]
 
 _IN_PLACE = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish)
@@ -31,7 +33,7 @@ _ALIASING_METHODS = frozenset({
     "unbind", "contiguous", "detach", "to", "type", "type_as", "float", "double", "half", "__getitem__",
 })
 _ALIASING_FUNCTIONS = frozenset({
-    operator.getitem, torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.t, torch.squeeze,
+    operator.getitem, operator.iadd, operator.isub, operator.imul, operator.itruediv, torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.t, torch.squeeze,
     torch.unsqueeze, torch.narrow, torch.select, torch.movedim, torch.split, torch.chunk, torch.unbind, torch.detach,
     torch.nn.functional.dropout,
 })
@@ -41,9 +43,9 @@ def _aliases_its_input(graph_module: fx.GraphModule, node: fx.Node) -> bool:
     if node.op == "call_module":
         module = graph_module.get_submodule(node.target)
         return isinstance(module, _ALIASING_MODULES) or (isinstance(module, _IN_PLACE) and module.inplace)
-    if node.op == "call_method":
-        return node.target in _ALIASING_METHODS
-    return node.op == "call_function" and node.target in _ALIASING_FUNCTIONS
+    if node.op == "call_method":  # a view, or an in-place method (add_, relu_), which returns its input
+        return node.target in _ALIASING_METHODS or node.target.endswith("_")
+    return node.op == "call_function" and (node.target in _ALIASING_FUNCTIONS or bool(node.kwargs.get("inplace")))
 
 
 def _owned(graph_module: fx.GraphModule, node: object) -> bool:
@@ -80,13 +82,40 @@ def _uses_views(graph_module: fx.GraphModule) -> bool:
     return any(node.op == "call_method" and node.target in ("view", "view_as") for node in graph_module.graph.nodes)
 
 
+class _CheckedOnFirstUse(nn.Module):
+    """The fast copy, checked on the first batch it is given against a plain copy: torch.fx
+    traces Python's in-place operators (``h += 1`` on a tensor read again) out of place, so a
+    traced copy can compute another function. Where they differ, the plain copy is used from
+    then on, with a warning; either way one of the two is dropped after the check."""
+
+    def __init__(self, fast: nn.Module, plain: nn.Module) -> None:
+        super().__init__()
+        self.fast, self.plain = fast, plain
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        if self.plain is None:
+            return self.fast(*args, **kwargs)
+        expected = self.plain(*args, **kwargs)
+        output = self.fast(*args, **kwargs)
+        difference = output_difference(output, expected)
+        if difference <= 1e-4:
+            self.plain = None
+            return output
+        warnings.warn(f"the fast copy of {type(self.plain).__name__} for the metrics' forward passes differs from the "
+                      f"model (by {difference:.3g}, relative): using a plain copy", RuntimeWarning, stacklevel=2)
+        self.fast, self.plain = self.plain, None
+        return expected
+
+
 def inference_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode, on the same device) that computes the same function
     faster without gradients: convolution + batch norm folded (``torch.fx``'s ``fuse``),
     activations in place where safe, parameters channels-last unless the model calls
-    ``Tensor.view``. Where the model cannot be traced by ``torch.fx`` (data-dependent control
-    flow), the copy is a plain one, as it cannot be told whether channels-last would break a
-    view. Use it under ``torch.inference_mode()``; it cannot be trained."""
+    ``Tensor.view``. Checked against a plain copy on the first batch (see
+    :class:`_CheckedOnFirstUse`). Where the model cannot be traced by ``torch.fx``
+    (data-dependent control flow), the copy is a plain one, as it cannot be told whether
+    channels-last would break a view. Use it under ``torch.inference_mode()``; it cannot be
+    trained."""
     def fresh() -> nn.Module:
         duplicate = copy.deepcopy(model).eval()
         for parameter in duplicate.parameters():
@@ -102,5 +131,5 @@ def inference_copy(model: nn.Module) -> nn.Module:
         _activations_in_place(fast)
         layout = torch.contiguous_format if _uses_views(fast) else torch.channels_last
     except Exception:  # noqa: BLE001 - any tracing failure: a plain copy (not a half-fused one) computes the same
-        fast, layout = fresh(), torch.contiguous_format
-    return fast.to(memory_format=layout)
+        return fresh()
+    return _CheckedOnFirstUse(fast.to(memory_format=layout), fresh())

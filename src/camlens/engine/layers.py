@@ -13,7 +13,7 @@ from .capture import record_forward
 from .errors import LayerError
 from .inputs import ModelInputs, as_inputs
 from .outputs import select_output
-from .tokens import find_layout
+from .tokens import TokenLayout, find_layout
 
 __all__ = ["LayerSpec", "LayerError", "resolve_layer", "layer_output_shapes", "auto_layer", "auto_token_layer",
            "spatial_layers"]
@@ -88,7 +88,7 @@ def spatial_layers(model: nn.Module, inputs: object, last: int = 5) -> list[tupl
     return spatial[::-1][:last]
 
 
-def auto_layer(model: nn.Module, inputs: object) -> str:
+def auto_layer(model: nn.Module, inputs: object, tokens: TokenLayout | None = None) -> str:
     """The layer ``"auto"`` means. For a convolutional network: the last module, in the order
     outputs are produced on these images, whose output is a ``(B, C, h, w)`` tensor with
     ``h·w > 1``; when several nested modules return that same tensor (``layer4``, ``layer4.2``,
@@ -96,12 +96,13 @@ def auto_layer(model: nn.Module, inputs: object) -> str:
     :mod:`camlens.engine.tokens`): :func:`auto_token_layer`.
 
     Only the first image is run, so the cost is one forward pass at batch size 1 (and, for a
-    transformer, one more with a backward pass).
+    transformer, one more with a backward pass). ``tokens``: a layout the user gave, used for
+    token outputs it fits instead of the one found from the model.
     """
     inputs = as_inputs(inputs)
     first = inputs.rows(torch.zeros(1, dtype=torch.long, device=inputs.image.device))
     produced = _probe(model, lambda: first(model))
-    if (chosen := auto_token_layer(model, first, [(p.name, p.output) for p in produced])) is not None:
+    if (chosen := auto_token_layer(model, first, [(p.name, p.output) for p in produced], tokens)) is not None:
         return chosen
     spatial = [
         p for p in produced
@@ -125,7 +126,8 @@ def _as_tensor(output: object) -> torch.Tensor | None:
     return None
 
 
-def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[str, object]]) -> str | None:
+def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[str, object]],
+                     tokens: TokenLayout | None = None) -> str | None:
     """``layer="auto"`` on a transformer: the output of its last block, where the score's
     gradient reaches the patch tokens there, else the last block's first norm. ``None`` for a
     model without token layers (a CNN). ``produced``: each module's output on ``first`` (one
@@ -148,35 +150,57 @@ def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[
     transformer, prefer it to a single layer's map.
     """
     size = tuple(first.image.shape[-2:])
-    tokens: list[tuple[str, torch.Tensor]] = []
+    layout_of = _layout_finder(model, size, tokens)
+    modules = dict(model.named_modules())
+    parent = lambda name: modules.get(name.rpartition(".")[0]) if "." in name else model  # noqa: E731
+    in_container = lambda name: isinstance(parent(name), (nn.Sequential, nn.ModuleList))  # noqa: E731
+    found: list[tuple[str, torch.Tensor]] = []
+    unplaced: list[tuple[int, LayerError]] = []  # blocks whose tokens cannot be placed: (tokens, why)
     for name, output in produced:
         tensor = _as_tensor(output)
         if tensor is None or tensor.dim() not in (3, 4):
             continue
         try:
-            if find_layout(model, name, tensor, size) is not None:
-                tokens.append((name, tensor))
-        except LayerError:
-            continue
-    if not tokens:
+            if layout_of(name, tensor) is not None:
+                found.append((name, tensor))
+        except LayerError as error:
+            if in_container(name) and tensor.dim() == 3:
+                unplaced.append((tensor.shape[1], error))
+    if not found:
         return None
-    modules = dict(model.named_modules())
-    parent = lambda name: modules.get(name.rpartition(".")[0]) if "." in name else model  # noqa: E731
-    blocks = [(name, tensor) for name, tensor in tokens if isinstance(parent(name), (nn.Sequential, nn.ModuleList))]
+    blocks = [(name, tensor) for name, tensor in found if in_container(name)]
+    patches = {tensor.shape[1] for name, tensor in found if tensor.dim() == 3}  # token counts of whole grids
+    beyond = [error for count, error in unplaced if any(0 < count - n <= 8 for n in patches)]
+    if beyond and not blocks:  # blocks of patch tokens and a few prefix tokens: never fall back to the embedding
+        raise LayerError(f"layer='auto' found transformer blocks whose tokens it cannot place: {beyond[-1].reason}")
     if not blocks:
-        return tokens[-1][0]
+        return found[-1][0]
     last = blocks[-1][1]
     block = max((name for name, tensor in blocks if tensor is last), key=lambda name: name.count("."))
-    if _reaches_patches(model, first, block, modules[block]):
+    if _reaches_patches(model, first, block, modules[block], layout_of):
         return block
-    norms = [name for name, _ in tokens if name.startswith(block + ".") and "norm" in type(modules[name]).__name__.lower()]
+    norms = [name for name, _ in found
+             if name.startswith(block + ".") and "norm" in type(modules[name]).__name__.lower()]
     return norms[0] if norms else block
 
 
-def _reaches_patches(model: nn.Module, first: ModelInputs, name: str, module: nn.Module) -> bool:
+def _layout_finder(model: nn.Module, size: tuple[int, int], tokens: TokenLayout | None):
+    """The layout of a layer's output: ``tokens`` where it fits the output, else found from the model."""
+    def layout_of(name: str, output: torch.Tensor) -> TokenLayout | None:
+        if tokens is not None:
+            try:
+                tokens.check(output, name)
+                return tokens
+            except LayerError:
+                pass
+        return find_layout(model, name, output, size)
+
+    return layout_of
+
+
+def _reaches_patches(model: nn.Module, first: ModelInputs, name: str, module: nn.Module, layout_of) -> bool:
     """Whether the model's top output has a non-zero gradient at the patch tokens of ``name``."""
-    size = tuple(first.image.shape[-2:])
-    forward = record_forward(model, first, {name: module}, find_layout=lambda n, out: find_layout(model, n, out, size))
+    forward = record_forward(model, first, {name: module}, find_layout=layout_of)
     maps = forward.calls[name][-1]
     with torch.enable_grad():
         output = select_output(forward.output, None)

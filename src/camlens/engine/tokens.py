@@ -85,11 +85,12 @@ class TokenLayout:
         return maps, (output[:, : self.prefix] if self.prefix else None)
 
     def join(self, maps: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
-        """Maps (M, C, h, w) and prefix tokens (M, P, C) → the layer's own format (contiguous)."""
+        """Maps (M, C, h, w) and prefix tokens (M, P, C) → the layer's own format, as a new
+        contiguous tensor (never a view of ``maps``: what follows the layer may work in place)."""
         if self.channels_last:
-            return maps.permute(0, 2, 3, 1).contiguous()
+            return maps.permute(0, 2, 3, 1).clone(memory_format=torch.contiguous_format)
         tokens = maps.flatten(2).transpose(1, 2)
-        return torch.cat([prefix, tokens], dim=1) if prefix is not None else tokens.contiguous()
+        return torch.cat([prefix, tokens], dim=1) if prefix is not None else tokens.clone(memory_format=torch.contiguous_format)
 
 
 def patch_size_of(model: nn.Module) -> int | None:
@@ -112,13 +113,20 @@ def _side(size: object) -> int:
 
 def _declared_prefix(model: nn.Module) -> int | None:
     """The prefix tokens a model declares: timm's ``num_prefix_tokens``; one class token for
-    torchvision's ViT and Hugging Face ViT/CLIP vision models."""
+    torchvision's ViT; for Hugging Face models, counted from their embeddings' parameters (a
+    class token, a distillation token (DeiT), register tokens (DINOv2 with registers))."""
     if isinstance(getattr(model, "num_prefix_tokens", None), int):
         return model.num_prefix_tokens
     if type(model).__name__ == "VisionTransformer" and hasattr(model, "class_token"):
         return 1
-    if getattr(model, "config", None) is not None and patch_size_of(model) is not None:
-        return 1
+    if getattr(model, "config", None) is not None:
+        for module in model.modules():
+            cls = getattr(module, "cls_token", None)
+            cls = cls if cls is not None else getattr(module, "class_embedding", None)  # CLIP
+            if isinstance(cls, torch.Tensor):
+                registers = getattr(module, "register_tokens", None)
+                return (1 + (getattr(module, "distillation_token", None) is not None)
+                        + (registers.shape[1] if isinstance(registers, torch.Tensor) else 0))
     return None
 
 

@@ -33,7 +33,7 @@ import torch
 from ..engine.attention import AttentionRecorder
 from ..engine.inputs import ModelInputs
 from ..engine.outputs import OutputSelector, select_output
-from ..engine.tokens import find_layout
+from ..engine.tokens import TokenLayout, find_layout
 from ..targets import Target
 
 __all__ = ["rollout", "gradient_rollout", "attention_layer_maps"]
@@ -69,29 +69,42 @@ def gradient_rollout(attentions: Sequence[torch.Tensor], gradients: Sequence[tor
 
 
 def attention_layer_maps(model: torch.nn.Module, inputs: ModelInputs, names: Sequence[str], target: Target,
-                         output: OutputSelector, groups_of, layer: str) -> dict[str, torch.Tensor]:
+                         output: OutputSelector, groups_of, layer: str,
+                         tokens: TokenLayout | None = None) -> dict[str, torch.Tensor]:
     """The maps (rows, h, w) of the attention methods ``names`` (``rollout``,
     ``gradient_rollout``): one forward pass of the whole model recording every attention, and for
     the gradient-weighted one a backward per group of rows (``groups_of(image_index)`` gives
-    groups in which no image appears twice). The prefix tokens and the grid are those of the
-    layout around ``layer`` (see :func:`~camlens.engine.tokens.find_layout`)."""
+    groups in which no image appears twice). The prefix tokens and the grid are ``tokens``, or
+    the layout found around ``layer`` (see :func:`~camlens.engine.tokens.find_layout`). The image
+    is made a leaf of the graph, so that a model whose parameters are frozen still has one."""
     inputs = inputs.map(lambda v, _: v.clone() if isinstance(v, torch.Tensor) and v.is_inference() else v)
+    inputs = inputs.with_image(inputs.image.detach().requires_grad_(True))
     with torch.inference_mode(False), torch.enable_grad(), AttentionRecorder() as recorder:
         prediction = select_output(inputs(model), output, structured=target.structured)
         scores = target(prediction)
     attentions, batch = recorder.attentions, inputs.image.shape[0]
+    listed = ", ".join(names)
+    if recorder.unrecorded:
+        raise ValueError(f"{listed} need every block's attention; {recorder.unrecorded} of {type(model).__name__}'s "
+                         "attention calls use options camlens does not recompute (key padding masks, extra key and "
+                         "value biases, a zero attention slot, static keys)")
     if not attentions:
-        raise ValueError(f"{', '.join(names)} need a transformer's attention, and {type(model).__name__} computed none "
+        raise ValueError(f"{listed} need a transformer's attention, and {type(model).__name__} computed none "
                          "through torch.nn.functional.scaled_dot_product_attention (attention a model forms itself, "
                          "as timm's Swin or Hugging Face's eager attention do, is not seen)")
-    tokens = attentions[0].shape[-1]
-    if any(a.shape[0] != batch or a.shape[-2:] != (tokens, tokens) for a in attentions):
+    tokens_count = attentions[0].shape[-1]
+    if any(a.shape[0] != batch or a.shape[-2:] != (tokens_count, tokens_count) for a in attentions):
         shapes = sorted({tuple(a.shape) for a in attentions})
-        raise ValueError(f"{', '.join(names)} need global self-attention over every token in every block; "
+        raise ValueError(f"{listed} need global self-attention over every token in every block; "
                          f"{type(model).__name__} attends within windows or over other tokens (shapes {shapes[:3]})")
-    layout = find_layout(model, layer, torch.empty(1, tokens, 1, device="meta"), tuple(inputs.image.shape[-2:]))
+    layout = tokens or find_layout(model, layer, torch.empty(1, tokens_count, 1, device="meta"),
+                                   tuple(inputs.image.shape[-2:]))
     if layout is None or layout.channels_last:
-        raise ValueError(f"the {tokens} tokens of {type(model).__name__}'s attention do not lie on a patch grid")
+        raise ValueError(f"the {tokens_count} tokens of {type(model).__name__}'s attention do not lie on a patch grid")
+    layout.check(torch.empty(1, tokens_count, 1, device="meta"), "the attention")
+    if layout.prefix == 0:
+        raise ValueError(f"{listed} read the class token's row of the relevance, and {type(model).__name__} has no "
+                         "prefix token (it pools its patch tokens): use a gradient method on its last block")
     maps: dict[str, torch.Tensor] = {}
     index = scores.image_index
     if "rollout" in names:

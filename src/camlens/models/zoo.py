@@ -164,7 +164,11 @@ def _torchvision(name: str, pretrained: bool) -> LoadedModel:
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3)
         raise ValueError(f"torchvision has no model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    weights = torchvision.models.get_model_weights(name).DEFAULT if pretrained else None
+    try:  # the metadata of its default weights (preprocessing, class names) needs no download
+        default = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError):
+        default = None
+    weights = default if pretrained else None
     try:
         model = torchvision.models.get_model(name, weights=weights)
     except (OSError, RuntimeError) as error:  # URLError is an OSError
@@ -174,10 +178,10 @@ def _torchvision(name: str, pretrained: bool) -> LoadedModel:
             "(torch.hub.get_dir()), or use pretrained=False for random weights"
         ) from error
     resize, crop = 256, 224
-    if weights is not None:
-        transforms = weights.transforms()
+    if default is not None:  # also for random weights or a user's: the architecture's own input size
+        transforms = default.transforms()
         resize, crop = int(transforms.resize_size[0]), int(transforms.crop_size[0])
-    names = tuple(weights.meta["categories"]) if weights is not None else imagenet_classes()
+    names = tuple(default.meta["categories"]) if default is not None else imagenet_classes()
     return LoadedModel(f"torchvision:{name}", model.eval(), Preprocessing(resize, crop, IMAGENET_MEAN, IMAGENET_STD), names)
 
 
@@ -288,19 +292,24 @@ def _hugging_face(name: str, pretrained: bool) -> LoadedModel:
     except ImportError as error:
         raise ImportError("hf:NAME needs transformers: pip install transformers") from error
     folder = Path(name).is_dir()
-    try:  # the local cache first: without it from_pretrained retries a download for a minute offline
-        config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
-        local = True
-    except OSError:
-        if folder or (why := _hub_unreachable()):
-            raise RuntimeError(f"hf:{name} is not a saved model folder nor in the local Hugging Face cache, and "
-                               f"{'it is a folder without a config.json' if folder else why}") from None
-        config, local = transformers.AutoConfig.from_pretrained(name), False
+
+    def fetch(loader, **options):
+        """From the folder or the local cache first (offline, from_pretrained would retry a
+        download for a minute); downloaded only where the hub can be reached."""
+        try:
+            return loader(name, local_files_only=True, **options)
+        except OSError:
+            if folder or (why := _hub_unreachable()):
+                raise RuntimeError(f"hf:{name} is not a saved model folder nor in the local Hugging Face cache, and "
+                                   f"{'the folder lacks what it needs' if folder else why}") from None
+            return loader(name, **options)
+
+    config = fetch(transformers.AutoConfig.from_pretrained)
     classes = transformers.AutoModelForImageClassification
-    model = (classes.from_pretrained(name, local_files_only=local) if pretrained else classes.from_config(config))
+    model = fetch(classes.from_pretrained) if pretrained else classes.from_config(config)
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(name, local_files_only=local)
-    except (OSError, ValueError):
+        processor = fetch(transformers.AutoImageProcessor.from_pretrained)
+    except (RuntimeError, OSError, ValueError):
         processor = None
     size = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
     side = int(size.get("height") or size.get("shortest_edge") or getattr(config, "image_size", 224))
