@@ -88,13 +88,17 @@ def test_gradient_methods_on_token_layers_match_a_hand_written_reshape(source, n
     check_against_hand_written(explanation, *hand_written(model, images, layer, prefix, class_scores([3, 7])))
 
 
-def test_hugging_face_vit_finds_its_layout_in_its_config():
+def tiny_hugging_face(config: str, model: str) -> tuple[nn.Module, torch.Tensor]:
+    """A two-block Hugging Face classifier of width 32 on 64-pixel images (float64), and two images."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    config = transformers.ViTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=64, num_labels=10)
-    model = double(transformers.ViTForImageClassification(config))
-    images = random_images(2, 64).double()
+    settings = getattr(transformers, config)(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=2, intermediate_size=64, num_labels=10)
+    return double(getattr(transformers, model)(settings)), random_images(2, 64).double()
+
+
+def test_hugging_face_vit_finds_its_layout_in_its_config():
+    model, images = tiny_hugging_face("ViTConfig", "ViTForImageClassification")
     assert camlens.auto_layer(model, images) == "vit.layers.1.layernorm_before"
     explanation = camlens.explain(model, images, methods=GRADIENT_METHODS, target=[3, 7])
     assert explanation.activations.shape == (2, 32, 4, 4)
@@ -281,12 +285,7 @@ def test_the_model_goes_on_from_a_copy_of_the_recorded_maps():
 def test_hugging_face_deit_declares_two_prefix_tokens_through_its_embeddings():
     """A distilled DeiT has a class and a distillation token; the layout counts both from its
     embeddings (not one for any Hugging Face config), and ``auto`` reaches its blocks."""
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.DeiTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, num_labels=5)
-    model = double(transformers.DeiTForImageClassificationWithTeacher(config))
-    images = random_images(2, 64).double()
+    model, images = tiny_hugging_face("DeiTConfig", "DeiTForImageClassificationWithTeacher")
     explanation = camlens.explain(model, images, methods=GRADIENT_METHODS, target=[1, 2])
     assert explanation.layer.endswith("layers.1.layernorm_before") and explanation.activations.shape == (2, 32, 4, 4)
     check_against_hand_written(explanation, *hand_written(model, images, explanation.layer, 2, class_scores([1, 2])))
