@@ -25,6 +25,7 @@ from ..explain import explain
 from ..explanation import Explanation
 from ..methods import METHODS
 from ..models import LoadedModel
+from ..report import explain_report
 from ..report.overview import PER_PAGE, OverviewPages
 from ..targets import NoMatchingDetection
 from .common import (
@@ -198,8 +199,10 @@ def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named
         print("camlens: error: no image could be read", file=sys.stderr)
         return EXIT_INPUT_FAILED
     written = manifest.close({"layer": resolved_layer, "overview": _page_names(pages)})
-    print(f"wrote {len(manifest.done)} image(s) to {out}/ ({written.name} lists every file; "
-          f"overview in {len(_page_names(pages))} page(s))")
+    report = explain_report(out, json.loads(written.read_text(encoding="utf-8")),
+                            {m: METHODS[m].title for m in methods})
+    print(f"wrote {len(manifest.done)} image(s) to {out}/ ({report.name} to look at them, {written.name} lists every "
+          f"file; overview in {len(_page_names(pages))} page(s))")
     if manifest.failures:
         files = [file for file, _ in manifest.failures]
         print(f"camlens: {len(files)} input(s) failed: {', '.join(files[:10])}{' …' if len(files) > 10 else ''}",

@@ -1,11 +1,14 @@
-"""The edge where tensors become pictures: overlays, attributions, boxes, grids and figures.
+"""The edge where tensors become pictures: overlays, attributions, boxes, grids and figures, and
+the HTML report of a run (:mod:`~camlens.report.html`).
 
-Imports only torch, numpy, Pillow, matplotlib, :mod:`camlens.data` and the result type
-(:mod:`camlens.explanation`); import-linter checks it. Everything returns PIL images.
+Imports only torch, numpy, Pillow, matplotlib, Jinja2, :mod:`camlens.data` and the result type
+(:mod:`camlens.explanation`); import-linter checks it. Pictures are PIL images.
 """
 
 from .figures import diagnosis, plot_curves
+from .html import explain_report
 from .pictures import colormap_table, draw_box, overlay, render_attribution
 from .sheets import grid
 
-__all__ = ["overlay", "colormap_table", "render_attribution", "draw_box", "grid", "diagnosis", "plot_curves"]
+__all__ = ["overlay", "colormap_table", "render_attribution", "draw_box", "grid", "diagnosis", "plot_curves",
+           "explain_report"]

@@ -1,0 +1,89 @@
+"""``report.html`` of ``camlens explain`` (issue 18, requirement 1): one self-contained page per
+run, opened from ``file://``; checked as written, and in a real headless Chromium (Debian's
+``chromium``) that runs its script: filters by class and method, and pages of at most 50 photos."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from camlens.cli import main
+from camlens.report import explain_report
+
+from support import SAMPLE_IMAGES
+
+BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)),
+               None)
+
+
+def rendered(page: Path, view: str = "") -> str:
+    """The page's DOM after its script ran, in headless Chromium; ``view`` is the address's fragment."""
+    if BROWSER is None:
+        pytest.skip("no Chromium here (apt-get install chromium): the page's script is not run")
+    url = page.resolve().as_uri() + (f"#{view}" if view else "")
+    done = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return _gallery(done.stdout)
+
+
+def _gallery(dom: str) -> str:
+    """What the script drew: the gallery and the pager's position (not the embedded data)."""
+    gallery = re.search(r'<main id="gallery">(.*?)</main>', dom, re.S).group(1)
+    position = re.search(r'<span id="position">([^<]*)</span>', dom).group(1)
+    return f"{position}\n{gallery}"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "out"
+    assert main(["explain", str(SAMPLE_IMAGES), "--out", str(out), "--methods", "gradcam,layercam", "--target", "top2"]) == 0
+    return out
+
+
+def test_the_page_is_self_contained_and_every_link_resolves(run):
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)  # nothing fetched from anywhere
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1))
+    assert len(data["photos"]) == 4 and data["titles"] == {"gradcam": "Grad-CAM", "layercam": "LayerCAM"}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "efficientnet-lite0" in page and manifest["layer"] in page and manifest["versions"]["torch"] in page
+    for photo in data["photos"]:
+        links = [photo["file"], *photo["links"].values(), *(src for row in photo["overlays"] for src in row.values())]
+        assert len(photo["overlays"]) == 2 and all(set(row) == {"gradcam", "layercam"} for row in photo["overlays"])
+        for link in links:
+            assert (run / unquote(link)).resolve().is_file(), link
+
+
+def test_filters_by_class_and_method_in_a_real_browser(run):
+    everything = rendered(run / "report.html")
+    assert everything.count('<section class="photo">') == 4
+    assert everything.count("<figcaption>Grad-CAM</figcaption>") == 8  # 4 photos × 2 classes
+    hotdog = rendered(run / "report.html", "class=hotdog&methods=layercam")
+    assert hotdog.count('<section class="photo">') == 1 and "hot_dog.jpg" in hotdog
+    assert hotdog.count("<figcaption>LayerCAM</figcaption>") == 1 and "<figcaption>Grad-CAM</figcaption>" not in hotdog
+    nothing = rendered(run / "report.html", "class=no%20such%20class")
+    assert '<section class="photo">' not in nothing and "No photo has a class matching" in nothing
+
+
+def test_a_thousand_photos_are_shown_fifty_a_page_and_load_lazily(tmp_path):
+    records = [{"file": str(tmp_path / f"photo_{i:04d}.jpg"), "size": [640, 480],
+                "classes": [{"index": i % 1000, "name": f"class {i % 7}", "score": 1.0, "probability": 0.5}],
+                "top5": [], "outputs": [f"photo_{i:04d}_jpg/gradcam__1_x.jpg", f"photo_{i:04d}_jpg/grid.jpg",
+                                        f"photo_{i:04d}_jpg/maps.pt"]} for i in range(1000)]
+    manifest = {"model": "efficientnet-lite0", "layer": "_head_act", "methods": ["gradcam"], "images": records}
+    page = explain_report(tmp_path, manifest, {"gradcam": "Grad-CAM"})
+    assert page.stat().st_size < 1_000_000
+    first = rendered(page)
+    assert first.count('<section class="photo">') == 50 and "page 1 of 20 (1000 photos)" in first
+    assert first.count('loading="lazy"') == 100  # the photo and its overlay, fifty times: no more is asked for
+    last = rendered(page, "page=20")
+    assert "photo_0999.jpg" in last and "photo_0949.jpg" not in last
+    filtered = rendered(page, "class=class%203")
+    assert "(143 photos)" in filtered  # i % 7 == 3 for 143 of 1000
