@@ -87,3 +87,33 @@ def test_a_thousand_photos_are_shown_fifty_a_page_and_load_lazily(tmp_path):
     assert "photo_0999.jpg" in last and "photo_0949.jpg" not in last
     filtered = rendered(page, "class=class%203")
     assert "(143 photos)" in filtered  # i % 7 == 3 for 143 of 1000
+
+
+def test_the_evaluate_report_marks_the_best_and_shows_localization_examples(tmp_path):
+    from support import photo_dataset
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(photo_dataset(tmp_path)), "--out", str(out), "--methods", "gradcam,layercam",
+                 "--metrics", "faithfulness,localization", "--steps", "4"]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
+    summary = json.loads((out / "summary.json").read_text())
+    for link in re.findall(r'(?:src|href)="([^"]+)"', page):
+        assert (out / unquote(link)).resolve().exists(), link
+    examples = sorted(p.name for p in (out / "examples").glob("*.jpg"))
+    assert [name.split("-")[:2] for name in examples] == [
+        ["gradcam", "best"], ["gradcam", "best"], ["gradcam", "worst"], ["layercam", "best"], ["layercam", "best"],
+        ["layercam", "worst"]]  # three photos: the two best, and the one left as the worst
+    metrics = list(dict.fromkeys(row["metric"] for row in summary["rows"]))
+    marked = set()
+    for method, cells in re.findall(r'<tr><td data-value="(\w+)">[^<]*</td>(.*?)</tr>', page, re.S):
+        for metric, (_, best) in zip(metrics, re.findall(r'<td data-value="([^"]*)"( class="best")?>', cells)):
+            if best:
+                marked.add((metric, method))
+    expected = set()
+    for metric in metrics:
+        rows = [r for r in summary["rows"] if r["metric"] == metric]
+        top = (max if rows[0]["higher_is_better"] else min)(round(r["mean"], 3) for r in rows)
+        expected |= {(metric, r["method"]) for r in rows if round(r["mean"], 3) == top}
+    assert marked == expected
+    assert "curves.png" in page and "results.jsonl" in page

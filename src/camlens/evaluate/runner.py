@@ -32,7 +32,9 @@ from ..metrics.registry import GROUPS
 from ..models import LoadedModel
 from ..report.figures import diagnosis
 from ..targets import TopK
+from .examples import localization_examples
 from .protocol import Protocol, settle_protocol
+from .report import write_report
 from .summary import Summary, summarize
 
 __all__ = ["check_groups", "check_dataset", "evaluate", "default_batch_size"]
@@ -196,8 +198,12 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
                 group = alike[start:start + images_per_step]
                 append_jsonl(results, step(group))
                 bar.update(len(group))
-    summary = summarize(read_jsonl(path), methods, ids=[s.id for s in samples])
+    records = read_jsonl(path)
+    summary = summarize(records, methods, ids=[s.id for s in samples])
     summary.write(out)
+    examples = (localization_examples(model, samples, records, methods, layer, protocol, out)
+                if "localization" in groups else {})
+    write_report(out, summary, model, layer, examples)
     return summary
 
 

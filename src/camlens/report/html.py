@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["explain_report", "PHOTOS_PER_PAGE"]
+__all__ = ["explain_report", "evaluate_report", "PHOTOS_PER_PAGE"]
 
 PHOTOS_PER_PAGE = 50
 
@@ -22,6 +22,13 @@ def _environment():
         raise ImportError("report.html needs Jinja2: pip install jinja2") from error
     return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                               autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _write(path: Path, page: str) -> Path:
+    partial = path.with_suffix(".html.tmp")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(path)  # a reader never sees half a page
+    return path
 
 
 def _link(path: str | Path, out: Path) -> str:
@@ -74,8 +81,36 @@ def explain_report(out: Path, manifest: Mapping, titles: Mapping[str, str] | Non
         methods=[{"name": m, "title": titles[m]} for m in methods],
         class_names=sorted({c["name"] for p in photos for c in p["classes"]}),
         data={"photos": photos, "titles": titles, "methods": methods}, per_page=per_page)
-    path = out / "report.html"
-    partial = path.with_suffix(".html.tmp")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(path)  # a reader never sees half a page
-    return path
+    return _write(out / "report.html", page)
+
+
+def evaluate_report(out: Path, table: Mapping, run: Mapping, examples: Mapping[str, list[dict]] | None = None,
+                    diagnosis: list[Path] | None = None, titles: Mapping[str, str] | None = None) -> Path:
+    """Write ``out/report.html`` for a run of ``camlens evaluate``: the summary table (sortable,
+    the best of each column marked), the mean deletion/insertion curves (``curves.png``), the
+    best and worst photos of localization per method (``examples``: method → dicts with
+    ``kind``, ``id``, ``iou`` and the picture's ``file``), the diagnosis pairs, and links to the
+    records. ``table``: ``methods``, ``metrics`` (name, higher_is_better), ``cells`` (method →
+    metric → (mean, ci95, n)) and ``best`` (metric → methods); ``run``: what to show at the top."""
+    out = Path(out)
+    titles = titles or {}
+    metrics = list(table["metrics"])
+    rows = []
+    for method in table["methods"]:
+        cells = []
+        for metric in metrics:
+            cell = table["cells"].get(method, {}).get(metric["name"])
+            cells.append({"value": cell[0] if cell else "", "best": bool(cell) and method in table["best"][metric["name"]],
+                          "text": f"{cell[0]:.3f} ± {cell[1]:.3f}" if cell else "–"})
+        rows.append({"method": method, "title": titles.get(method, method), "cells": cells})
+    images = max((c[2] for m in table["cells"].values() for c in m.values()), default=0)
+    shown = [(titles.get(m, m), [dict(e, file=_link(out / e["file"], out)) for e in found])
+             for m, found in (examples or {}).items() if found]
+    files = [("per-image records (results.jsonl)", "results.jsonl"), ("summary.csv", "summary.csv"),
+             ("summary.md", "summary.md"), ("summary.json", "summary.json"), ("protocol.json", "protocol.json")]
+    page = _environment().get_template("evaluate.html").render(
+        images=images, run=[(k, v) for k, v in run.items() if v not in (None, "")], metrics=metrics, rows=rows,
+        curves="curves.png" if (out / "curves.png").exists() else None, examples=shown,
+        diagnosis=[{"name": p.stem, "file": _link(p, out)} for p in sorted(diagnosis or [])],
+        links=[(name, href) for name, href in files if (out / href).exists()])
+    return _write(out / "report.html", page)
