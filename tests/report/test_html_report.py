@@ -117,3 +117,51 @@ def test_the_evaluate_report_marks_the_best_and_shows_localization_examples(tmp_
         expected |= {(metric, r["method"]) for r in rows if round(r["mean"], 3) == top}
     assert marked == expected
     assert "curves.png" in page and "results.jsonl" in page
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, with the system's browser (Playwright's own
+    download needs the internet)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if BROWSER is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_typing_a_class_and_unticking_a_method_filter_the_page(run, browser):
+    page = browser.new_page()
+    page.goto((run / "report.html").resolve().as_uri())
+    assert page.locator("section.photo").count() == 4
+    page.fill("#class", "hotdog")
+    assert page.locator("section.photo").count() == 1
+    page.uncheck("#methods input[value=gradcam]")
+    assert page.locator("figcaption", has_text="Grad-CAM").count() == 0
+    assert page.locator("figcaption", has_text="LayerCAM").count() == 1
+    assert "class=hotdog" in page.url and "methods=layercam" in page.url  # the view is kept in the address
+    overlay = page.locator("figure img").nth(1)
+    overlay.scroll_into_view_if_needed()
+    assert page.evaluate("img => img.complete && img.naturalWidth > 0", overlay.element_handle())  # it loaded
+
+
+def test_clicking_a_column_sorts_the_summary_best_first_then_reversed(tmp_path, browser):
+    from support import photo_dataset
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(photo_dataset(tmp_path)), "--out", str(out), "--methods", "gradcam,layercam,hirescam",
+                 "--metrics", "faithfulness", "--steps", "4"]) == 0
+    means = {(r["method"], r["metric"]): r["mean"] for r in json.loads((out / "summary.json").read_text())["rows"]}
+    page = browser.new_page()
+    page.goto((out / "report.html").resolve().as_uri())
+    order = lambda: page.eval_on_selector_all("#summary tbody tr td:first-child",  # noqa: E731
+                                              "cells => cells.map(c => c.dataset.value)")
+    for metric, lower_first in (("average_drop", True), ("insertion_auc", False)):
+        values = lambda: [means[(m, metric)] for m in order()]  # noqa: E731
+        page.click(f"#summary th:has-text('{metric}')")
+        best_first = values()
+        assert best_first == sorted(best_first, reverse=not lower_first), metric  # ties in any order
+        page.click(f"#summary th:has-text('{metric}')")
+        assert values() == sorted(best_first, reverse=lower_first), metric
