@@ -316,3 +316,8 @@ class _NoHintsBlocks(_NoHints):
         patches = self.patches(self.embed(x))
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1)
         return self.head(self.blocks(tokens).mean(dim=1))
+
+
+def test_cam_on_a_transformer_says_why_it_does_not_apply():
+    with pytest.raises(ValueError, match=r"cam needs the layer to be followed by global average pooling .* 37 linear"):
+        camlens.explain(build("timm", "vit_tiny_patch16_224"), random_images(1, 224), methods="cam")

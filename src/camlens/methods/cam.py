@@ -22,10 +22,13 @@ def classifier_weights(
         raise ValueError("cam explains classes; the target names none (use a class target, or gradcam)")
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear) and m.in_features == channels]
     if len(linears) != 1:
-        found = ", ".join(name for name, _ in linears) or "none"
+        names = [name for name, _ in linears]
+        found = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "") if names else "none"
         raise ValueError(
-            f"cam needs exactly one nn.Linear classifier with {channels} inputs after the layer; found {found}. "
-            "On a GAP → linear head gradcam gives the same map (up to the factor 1/(h·w))"
+            f"cam needs the layer to be followed by global average pooling and one nn.Linear classifier with "
+            f"{channels} inputs; {type(model).__name__} has {len(names) or 'no'} linear layer(s) of that width "
+            f"({found}), as transformers and other heads do. On a GAP → linear head gradcam gives the same map "
+            "(up to the factor 1/(h·w)); elsewhere use gradcam"
         )
     name, linear = linears[0]
     weight = linear.weight.detach().to(activations.dtype)
