@@ -165,3 +165,25 @@ def test_clicking_a_column_sorts_the_summary_best_first_then_reversed(tmp_path, 
         assert best_first == sorted(best_first, reverse=not lower_first), metric  # ties in any order
         page.click(f"#summary th:has-text('{metric}')")
         assert values() == sorted(best_first, reverse=lower_first), metric
+
+
+def test_localization_examples_count_a_photo_once_and_never_share_a_file(tmp_path, lite0):
+    """A resumed run can hold a photo's box IoU twice; two photos of one name in two folders must
+    not overwrite each other's picture."""
+    from camlens.data import Sample
+    from camlens.evaluate.examples import localization_examples
+    from camlens.evaluate.protocol import Protocol
+    from camlens.models import wrap
+
+    model, preprocessing = lite0
+    loaded = wrap(model, preprocessing, layer="_head_act")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "1.jpg").symlink_to(SAMPLE_IMAGES / "owl.jpg")
+    samples = [Sample(tmp_path / f / "1.jpg", 24, ((24, (100.0, 50.0, 400.0, 500.0)),), id=f"{f}/1.jpg") for f in "ab"]
+    records = [{"id": "a/1.jpg", "method": "gradcam", "box_iou": 0.9}, {"id": "a/1.jpg", "method": "gradcam", "box_iou": 0.9},
+               {"id": "b/1.jpg", "method": "gradcam", "box_iou": 0.1}]
+    found = localization_examples(loaded, samples, records, ["gradcam"], "_head_act", Protocol(), tmp_path, count=2)
+    assert [(e["kind"], e["id"]) for e in found["gradcam"]] == [("best", "a/1.jpg"), ("best", "b/1.jpg")]
+    files = [e["file"] for e in found["gradcam"]]
+    assert len(set(files)) == 2 and all((tmp_path / f).is_file() for f in files)

@@ -16,40 +16,47 @@ __all__ = ["localization_examples"]
 
 
 def localization_examples(model: LoadedModel, samples: Sequence[Sample], records: Sequence[dict], methods: Sequence[str],
-                          layer: str, protocol: Protocol, out: Path, count: int = 2) -> dict[str, list[dict]]:
+                          layer: str, protocol: Protocol, out: Path, count: int = 2,
+                          options: dict | None = None) -> dict[str, list[dict]]:
     """For each method, the ``count`` photos whose map's box has the highest IoU with a true box
     and the ``count`` with the lowest (ties by id), drawn to ``out/examples/``: method → entries
     with ``kind`` (best, worst), ``id``, ``iou`` and ``file`` (relative to ``out``). The maps are
-    computed again for those photos alone, as the run keeps numbers, not maps."""
+    computed again for those photos alone, with the run's method ``options``, as the run keeps
+    numbers, not maps. A photo measured twice (a resumed run that added groups) counts once."""
     by_id = {sample.id: sample for sample in samples}
     found: dict[str, list[dict]] = {}
     for method in methods:
-        scored = sorted(((r["box_iou"], r["id"]) for r in records
-                         if r.get("method") == method and "box_iou" in r and r["id"] in by_id), key=lambda x: (-x[0], x[1]))
+        latest = {r["id"]: r["box_iou"] for r in records
+                  if r.get("method") == method and "box_iou" in r and r["id"] in by_id}
+        scored = sorted(((iou, image) for image, iou in latest.items()), key=lambda x: (-x[0], x[1]))
         if not scored:
             continue
         chosen = [("best", s) for s in scored[:count]] + [("worst", s) for s in scored[::-1][:count] if s not in scored[:count]]
-        found[method] = [_draw(model, by_id[image], method, layer, protocol, out, kind, iou)
+        own = {method: options[method]} if options and method in options else None
+        found[method] = [_draw(model, by_id[image], method, layer, protocol, out, kind, iou, own)
                          for kind, (iou, image) in chosen]
     return found
 
 
 def _draw(model: LoadedModel, sample: Sample, method: str, layer: str, protocol: Protocol, out: Path, kind: str,
-          iou: float) -> dict:
+          iou: float, options: dict | None, side: int = 480) -> dict:
     photo = read_image(sample.path)
     device = next(model.model.parameters()).device
     image = model.preprocessing(photo)[None].to(device)
-    explanation = explain(model.model, model.inputs(image), layer=layer, methods=(method,), target=sample.label)
+    explanation = explain(model.model, model.inputs(image), layer=layer, methods=(method,), target=sample.label,
+                          options=options)
     saliency = explanation.maps[method][0].clamp_min(0).cpu()
+    picture = overlay(photo, saliency, box=model.preprocessing.crop_box(photo.size), max_side=side)
+    scale = picture.width / photo.width  # boxes drawn at the picture's size, so lines keep their width
     x0, y0, x1, y1 = model.preprocessing.crop_box(photo.size)
-    scale_x, scale_y = (x1 - x0) / saliency.shape[1], (y1 - y0) / saliency.shape[0]
+    cell_x, cell_y = (x1 - x0) / saliency.shape[1], (y1 - y0) / saliency.shape[0]
     bx0, by0, bx1, by1 = protocol.box(saliency)
-    picture = overlay(photo, saliency, box=(x0, y0, x1, y1), max_side=None)
     for box in sample.boxes_of(sample.label):
-        picture = draw_box(picture, box, "lime")
-    picture = draw_box(picture, (x0 + bx0 * scale_x, y0 + by0 * scale_y, x0 + bx1 * scale_x, y0 + by1 * scale_y), "red")
-    picture.thumbnail((480, 480))
-    relative = Path("examples") / f"{method}-{kind}-{Path(sample.id).stem}.jpg"
+        picture = draw_box(picture, tuple(v * scale for v in box), "lime")
+    mapped = (x0 + bx0 * cell_x, y0 + by0 * cell_y, x0 + bx1 * cell_x, y0 + by1 * cell_y)
+    picture = draw_box(picture, tuple(v * scale for v in mapped), "red")
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample.id)  # the whole id: unique
+    relative = Path("examples") / f"{method}-{kind}-{name}.jpg"
     (out / relative).parent.mkdir(parents=True, exist_ok=True)
     picture.save(out / relative, quality=90)
     return {"kind": kind, "id": sample.id, "iou": iou, "file": str(relative)}

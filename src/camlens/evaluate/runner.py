@@ -201,7 +201,7 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     records = read_jsonl(path)
     summary = summarize(records, methods, ids=[s.id for s in samples])
     summary.write(out)
-    examples = (localization_examples(model, samples, records, methods, layer, protocol, out)
+    examples = (localization_examples(model, samples, records, methods, layer, protocol, out, options=options)
                 if "localization" in groups else {})
     write_report(out, summary, model, layer, examples)
     return summary
