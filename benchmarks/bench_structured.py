@@ -12,7 +12,7 @@ their last convolutional layer (``backbone.layer4``):
 Pointing game: the map's maximum on the object's pixels, within 15 px × 64/224 ≈ 4.3 px. Energy:
 the share of the map inside the object's box. Targets for Grad-CAM: ≥ 90% hits for classes,
 answers and boxes, ≥ 85% for caption words. The models' held-out accuracies come first; models
-are trained on first use (under a minute each) and cached (see ``camlens.models.scene_training``).
+ship with camlens (trained by ``camlens.models.scene_training``, under a minute each).
 
     python benchmarks/bench_structured.py [--scenes 200]
 """
