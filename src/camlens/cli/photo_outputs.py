@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data import Box, Photo, fit_within
+from ..data import Photo, box_in_photo, fit_within
 from ..explanation import Explanation
 from ..metrics.localization import box_from_map
 from ..methods import METHODS
@@ -25,13 +25,6 @@ SAVE_OPTIONS = {"jpg": {"format": "JPEG", "quality": 90}, "png": {"format": "PNG
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-
-
-def _to_display(map_box: tuple[int, int, int, int], crop_box: Box, size: tuple[int, int]) -> Box:
-    """A box in the map's pixels (the model's crop) → the picture's pixels."""
-    x0, y0, x1, y1 = crop_box
-    sx, sy = (x1 - x0) / size[1], (y1 - y0) / size[0]
-    return x0 + map_box[0] * sx, y0 + map_box[1] * sy, x0 + map_box[2] * sx, y0 + map_box[3] * sy
 
 
 def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, rows: list[int], predicted: list[dict],
@@ -60,7 +53,7 @@ def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, ro
                 saliency = explanation.maps[method][row].cpu()
                 picture = overlay(photo.image, saliency, box=box, max_side=None)
                 if boxes:  # the Grad-CAM paper's localization box: 15% of the max, largest component
-                    picture = draw_box(picture, _to_display(box_from_map(saliency), box, saliency.shape))
+                    picture = draw_box(picture, box_in_photo(box_from_map(saliency), box, saliency.shape))
             # rows that score a part of the output (a caption's word, a box) are named by that part
             key = cls if position is None else f"{position:02d}"
             target = folder / f"{method}__{key}_{_safe(name)}.{picture_format}"

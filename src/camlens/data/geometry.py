@@ -12,7 +12,7 @@ from PIL import Image
 
 from .preprocessing import Preprocessing
 
-__all__ = ["Box", "boxes_in_input", "mask_in_input", "map_in_photo"]
+__all__ = ["Box", "boxes_in_input", "box_in_photo", "mask_in_input", "map_in_photo"]
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1), inclusive-exclusive pixel bounds
 
@@ -30,6 +30,15 @@ def boxes_in_input(boxes: Sequence[Box], size: tuple[int, int], preprocessing: P
         if box[2] > box[0] and box[3] > box[1]:
             result.append(box)
     return result
+
+
+def box_in_photo(box: Box, covered: Box, map_size: tuple[int, int]) -> Box:
+    """The inverse of :func:`boxes_in_input` for one box: ``box`` in the pixels of a map of
+    ``map_size`` (h, w) that covers the region ``covered`` of the photo
+    (:meth:`Preprocessing.crop_box`) → the photo's pixels."""
+    x0, y0, x1, y1 = covered
+    sx, sy = (x1 - x0) / map_size[1], (y1 - y0) / map_size[0]
+    return x0 + box[0] * sx, y0 + box[1] * sy, x0 + box[2] * sx, y0 + box[3] * sy
 
 
 def mask_in_input(path: str | Path, preprocessing: Preprocessing, foreground: Collection[int] | None = None) -> torch.Tensor:

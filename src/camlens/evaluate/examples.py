@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import Sample, read_image
+from ..data import Sample, box_in_photo, read_image
 from ..explain import explain
 from ..models import LoadedModel
 from ..report import draw_box, overlay
@@ -46,14 +46,12 @@ def _draw(model: LoadedModel, sample: Sample, method: str, layer: str, protocol:
     explanation = explain(model.model, model.inputs(image), layer=layer, methods=(method,), target=sample.label,
                           options=options)
     saliency = explanation.maps[method][0].clamp_min(0).cpu()
-    picture = overlay(photo, saliency, box=model.preprocessing.crop_box(photo.size), max_side=side)
+    covered = model.preprocessing.crop_box(photo.size)
+    picture = overlay(photo, saliency, box=covered, max_side=side)
     scale = picture.width / photo.width  # boxes drawn at the picture's size, so lines keep their width
-    x0, y0, x1, y1 = model.preprocessing.crop_box(photo.size)
-    cell_x, cell_y = (x1 - x0) / saliency.shape[1], (y1 - y0) / saliency.shape[0]
-    bx0, by0, bx1, by1 = protocol.box(saliency)
     for box in sample.boxes_of(sample.label):
         picture = draw_box(picture, tuple(v * scale for v in box), "lime")
-    mapped = (x0 + bx0 * cell_x, y0 + by0 * cell_y, x0 + bx1 * cell_x, y0 + by1 * cell_y)
+    mapped = box_in_photo(protocol.box(saliency), covered, saliency.shape)
     picture = draw_box(picture, tuple(v * scale for v in mapped), "red")
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample.id)  # the whole id: unique
     relative = Path("examples") / f"{method}-{kind}-{name}.jpg"
