@@ -13,12 +13,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from .engine.after import AfterLayer
-from .engine.capture import Forward, LayoutFinder, record_forward
+from .engine.capture import Forward, record_forward
 from .engine.inputs import ImageKey, as_inputs
 from .engine.layers import LayerError, LayerSpec, auto_layer, resolve_layer, spatial_layers
 from .engine.modelstate import evaluation_mode, model_device
 from .engine.outputs import OutputSelector, batch_size_of, detach_output, select_output
-from .engine.tokens import TokenLayout, find_layout
+from .engine.tokens import TokenLayout, layout_finder
 from .explanation import Explanation
 from .methods import METHODS, check_method_names
 from .methods.attention import attention_layer_maps
@@ -80,15 +80,6 @@ def _unwrapped(model: nn.Module, layer: LayerSpec) -> tuple[nn.Module, LayerSpec
     if isinstance(layer, str) and layer.startswith("module."):
         layer = layer.removeprefix("module.")
     return inner, layer, device
-
-
-def _layout_finder(model: nn.Module, tokens: TokenLayout | str, image_size: tuple[int, int]) -> LayoutFinder:
-    """``tokens`` as the recorder asks for it: the given layout, or the one found from the model."""
-    if isinstance(tokens, TokenLayout):
-        return lambda name, output: tokens
-    if tokens != "auto":
-        raise TypeError(f"tokens must be a TokenLayout or 'auto', not {tokens!r}")
-    return lambda name, output: find_layout(model, name, output, image_size)
 
 
 def _slots(image_index: torch.Tensor, per_image: int | None = None) -> list[torch.Tensor]:
@@ -214,6 +205,9 @@ def explain(
         raise ValueError(f"options given for {', '.join(unused)}, which were not requested")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if not isinstance(tokens, TokenLayout) and tokens != "auto":
+        raise TypeError(f"tokens must be a TokenLayout or 'auto', not {tokens!r}")
+    given = tokens if isinstance(tokens, TokenLayout) else None
     target_fn = as_target(target)
     kinds = {METHODS[name].kind for name in names}
     low_precision = _autocast(autocast, images, names)
@@ -221,14 +215,14 @@ def explain(
     needs_gradients = guided or any(METHODS[name].needs_gradients for name in names)
 
     with evaluation_mode(model, eval_mode):
-        layer_name = (auto_layer(model, call_inputs, tokens if isinstance(tokens, TokenLayout) else None)
+        layer_name = (auto_layer(model, call_inputs, given)
                       if isinstance(layer, str) and layer == "auto" else resolve_layer(model, layer)[0])
         module = model.get_submodule(layer_name) if layer_name else model
         switch = GuidedSwitch() if guided else None
         with GuidedReLUs(switch) if switch else nullcontext(), low_precision():
             try:
                 forward = record_forward(model, call_inputs, {layer_name: module}, input_gradients=guided,
-                                         find_layout=_layout_finder(model, tokens, tuple(images.shape[-2:])))
+                                         find_layout=layout_finder(model, tuple(images.shape[-2:]), given))
             except LayerError as error:  # name the layers that would do (costs a forward pass, on error only)
                 candidates = ", ".join(f"{name} {shape}" for name, shape in spatial_layers(model, call_inputs))
                 raise LayerError(f"{error.reason} Spatial layers, last first: {candidates or 'none'}.") from None
@@ -298,7 +292,7 @@ def explain(
         if attending := [name for name in names if METHODS[name].kind == "attention"]:
             layer_maps |= attention_layer_maps(model, call_inputs, attending, target_fn, output,
                                                lambda index: _slots(index, scores.per_image), layer_name,
-                                               tokens if isinstance(tokens, TokenLayout) else None)
+                                               given)
 
     size = images.shape[-2:]
     maps: dict[str, torch.Tensor] = {}

@@ -21,12 +21,9 @@ from torch import nn
 
 from .errors import LayerError
 from .inputs import ModelInputs, as_inputs
-from .tokens import TokenLayout
+from .tokens import LayoutFinder, TokenLayout
 
-__all__ = ["LayerRecorder", "LayerFormat", "LayoutFinder", "Forward", "record_forward"]
-
-
-LayoutFinder = Callable[[str, torch.Tensor], TokenLayout | None]
+__all__ = ["LayerRecorder", "LayerFormat", "LayoutFinder", "Forward", "record_forward", "output_tensor"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ def _rebuild(kind: type, first: torch.Tensor, rest: list | tuple) -> object:
     return kind(first, *rest) if hasattr(kind, "_fields") else kind((first, *rest))
 
 
-def _first_tensor(output: object) -> tuple[torch.Tensor | None, tuple | None]:
+def output_tensor(output: object) -> tuple[torch.Tensor | None, tuple | None]:
     """A layer's output tensor, and the rest of a tuple or list output whose first element it is."""
     if isinstance(output, torch.Tensor):
         return output, None
@@ -91,7 +88,7 @@ class LayerRecorder:
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> object:
-            tensor, rest = _first_tensor(output)
+            tensor, rest = output_tensor(output)
             if tensor is None:
                 raise TypeError(
                     f"layer {name!r} ({type(module).__name__}) returned {type(output).__name__}; "

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .capture import record_forward
+from .capture import output_tensor, record_forward
 from .errors import LayerError
 from .inputs import ModelInputs, as_inputs
 from .outputs import select_output
-from .tokens import TokenLayout, find_layout
+from .tokens import TokenLayout, layout_finder
 
 __all__ = ["LayerSpec", "LayerError", "resolve_layer", "layer_output_shapes", "auto_layer", "auto_token_layer",
            "spatial_layers"]
@@ -118,14 +118,6 @@ def auto_layer(model: nn.Module, inputs: object, tokens: TokenLayout | None = No
     return min(same, key=lambda name: (name.count("."), len(name)))
 
 
-def _as_tensor(output: object) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
-
-
 def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[str, object]],
                      tokens: TokenLayout | None = None) -> str | None:
     """``layer="auto"`` on a transformer: the output of its last block, where the score's
@@ -150,14 +142,14 @@ def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[
     transformer, prefer it to a single layer's map.
     """
     size = tuple(first.image.shape[-2:])
-    layout_of = _layout_finder(model, size, tokens)
+    layout_of = layout_finder(model, size, tokens, only_where_it_fits=True)
     modules = dict(model.named_modules())
     parent = lambda name: modules.get(name.rpartition(".")[0]) if "." in name else model  # noqa: E731
     in_container = lambda name: isinstance(parent(name), (nn.Sequential, nn.ModuleList))  # noqa: E731
     found: list[tuple[str, torch.Tensor]] = []
     unplaced: list[tuple[int, LayerError]] = []  # blocks whose tokens cannot be placed: (tokens, why)
     for name, output in produced:
-        tensor = _as_tensor(output)
+        tensor, _ = output_tensor(output)
         if tensor is None or tensor.dim() not in (3, 4):
             continue
         try:
@@ -182,20 +174,6 @@ def auto_token_layer(model: nn.Module, first: ModelInputs, produced: list[tuple[
     norms = [name for name, _ in found
              if name.startswith(block + ".") and "norm" in type(modules[name]).__name__.lower()]
     return norms[0] if norms else block
-
-
-def _layout_finder(model: nn.Module, size: tuple[int, int], tokens: TokenLayout | None):
-    """The layout of a layer's output: ``tokens`` where it fits the output, else found from the model."""
-    def layout_of(name: str, output: torch.Tensor) -> TokenLayout | None:
-        if tokens is not None:
-            try:
-                tokens.check(output, name)
-                return tokens
-            except LayerError:
-                pass
-        return find_layout(model, name, output, size)
-
-    return layout_of
 
 
 def _reaches_patches(model: nn.Module, first: ModelInputs, name: str, module: nn.Module, layout_of) -> bool:

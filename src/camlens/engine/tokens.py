@@ -21,6 +21,7 @@ otherwise refuses, saying exactly what to pass. It never guesses how many prefix
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 
 from .errors import LayerError
 
-__all__ = ["TokenLayout", "find_layout", "patch_size_of"]
+__all__ = ["TokenLayout", "LayoutFinder", "find_layout", "layout_finder", "patch_size_of"]
 
 
 @dataclass(frozen=True)
@@ -196,3 +197,26 @@ def _grids(patches: int, image_size: tuple[int, int]) -> list[tuple[int, int]]:
         return []
     return [(h, patches // h) for h in range(1, patches + 1) if patches % h == 0 and _fits(image_size, (h, patches // h))]
 
+
+
+LayoutFinder = Callable[[str, torch.Tensor], TokenLayout | None]
+
+
+def layout_finder(model: nn.Module, image_size: tuple[int, int], given: TokenLayout | None = None, *,
+                  only_where_it_fits: bool = False) -> LayoutFinder:
+    """``(layer name, output) → layout`` for images of ``image_size``: the ``given`` layout (for
+    every layer, where the caller's check then refuses one it does not fit; or, with
+    ``only_where_it_fits``, for the outputs it fits, as when ``layer="auto"`` looks through
+    them all), else the one :func:`find_layout` finds from the model."""
+    def layout_of(name: str, output: torch.Tensor) -> TokenLayout | None:
+        if given is not None:
+            if not only_where_it_fits:
+                return given
+            try:
+                given.check(output, name)
+                return given
+            except LayerError:
+                pass
+        return find_layout(model, name, output, image_size)
+
+    return layout_of
