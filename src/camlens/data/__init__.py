@@ -3,6 +3,7 @@ boxes and masks, and class names. A leaf of the package: it imports nothing else
 every other layer may use it."""
 
 from .datasets import Sample, load_dataset, load_voc
+from .files import write_atomically
 from .geometry import Box, box_in_photo, boxes_in_input, map_in_photo, mask_in_input
 from .images import ImageBatch, ImageReadError, fit_within, load_images, read_image
 from .jsonl import append_jsonl, read_jsonl
@@ -15,5 +16,5 @@ __all__ = [
     "Sample", "load_dataset", "load_voc", "Box", "boxes_in_input", "box_in_photo", "mask_in_input", "map_in_photo", "ImageBatch", "ImageReadError",
     "load_images", "read_image", "fit_within", "imagenet_classes", "imagenet_wnids", "resolve_class", "Preprocessing", "FITS", "Fit",
     "IMAGE_SUFFIXES", "image_paths", "named_image_paths", "Photo", "PhotoBatch", "stream_photos", "DISPLAY_MAX_SIDE", "read_jsonl",
-    "append_jsonl",
+    "append_jsonl", "write_atomically",
 ]

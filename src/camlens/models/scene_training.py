@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.files import write_atomically
 from ..data.scenes import SHAPES, VOCABULARY, Scene, scene_tensors, scenes
 from ..targets.detections import pairwise_iou
 from .scenes import SCENE_TASKS, SIZE, STRIDE, caption_tokens, load_scene_weights, question_tokens
@@ -258,10 +259,7 @@ def _cached(recipe: Recipe, progress: bool) -> nn.Module:
 
 
 def _save(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)  # atomic: a reader never sees half a file
+    write_atomically(path, lambda partial: torch.save(model.state_dict(), partial))
 
 
 def ship(progress: bool = True) -> list[Path]:

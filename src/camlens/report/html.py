@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
+from ..data.files import write_atomically
+
 __all__ = ["explain_report", "evaluate_report", "PHOTOS_PER_PAGE"]
 
 PHOTOS_PER_PAGE = 50
@@ -22,13 +24,6 @@ def _environment():
         raise ImportError("report.html needs Jinja2: pip install jinja2") from error
     return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                               autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
-def _write(path: Path, page: str) -> Path:
-    partial = path.with_suffix(".html.tmp")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(path)  # a reader never sees half a page
-    return path
 
 
 def _link(path: str | Path, out: Path) -> str:
@@ -81,7 +76,7 @@ def explain_report(out: Path, manifest: Mapping, titles: Mapping[str, str] | Non
         methods=[{"name": m, "title": titles[m]} for m in methods],
         class_names=sorted({c["name"] for p in photos for c in p["classes"]}),
         data={"photos": photos, "titles": titles, "methods": methods}, per_page=per_page)
-    return _write(out / "report.html", page)
+    return write_atomically(out / "report.html", lambda partial: partial.write_text(page, encoding="utf-8"))
 
 
 def evaluate_report(out: Path, table: Mapping, run: Mapping, examples: Mapping[str, list[dict]] | None = None,
@@ -113,4 +108,4 @@ def evaluate_report(out: Path, table: Mapping, run: Mapping, examples: Mapping[s
         curves="curves.png" if (out / "curves.png").exists() else None, examples=shown,
         diagnosis=[{"name": p.stem, "file": _link(p, out)} for p in sorted(diagnosis or [])],
         links=[(name, href) for name, href in files if (out / href).exists()])
-    return _write(out / "report.html", page)
+    return write_atomically(out / "report.html", lambda partial: partial.write_text(page, encoding="utf-8"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from ..data.files import write_atomically
 from .sheets import grid
 
 __all__ = ["OverviewPages", "PER_PAGE"]
@@ -51,10 +52,9 @@ class OverviewPages:
         if not self._rows:
             return
         name = self.name(self.page)
-        partial = self.folder / f".{name}.partial"  # a kill while writing never leaves a torn page
-        grid(self._rows, self._titles, self._labels, panel_size=self.thumbnail, font_size=11).save(
-            partial, format="PNG", compress_level=1)
-        partial.replace(self.folder / name)
+        sheet = grid(self._rows, self._titles, self._labels, panel_size=self.thumbnail, font_size=11)
+        # a kill while writing never leaves a torn page
+        write_atomically(self.folder / name, lambda partial: sheet.save(partial, format="PNG", compress_level=1))
         self.written.append(name)
         self.page += 1
         self._rows, self._titles, self._labels = [], [], []
