@@ -76,14 +76,20 @@ def test_a_photo_whose_box_is_not_detected_is_skipped_and_the_others_explained(s
     blank[lone.objects[0].mask] = blank[~lone.objects[0].mask].mean(axis=0).astype(blank.dtype)
     Image.fromarray(blank).save(empty)
     out = tmp_path / "out"
+    assert "no detection matches" in explained_beside(path, empty, circle, out)
+    assert "skipped" in capsys.readouterr().err and (out / "scene_png" / "maps.pt").is_file()
+
+
+def explained_beside(scene: Path, other: Path, circle, out: Path) -> str:
+    """Explain the scene and ``other`` with the scene's circle as ``--box``, in one batch: the
+    scene is explained, ``other`` fails alone; returns why it failed."""
     box = ",".join(str(v) for v in circle.box) + ":circle"
-    assert main(["explain", str(path), str(empty), "--model", "scenes-detector", "--box", box,
+    assert main(["explain", str(scene), str(other), "--model", "scenes-detector", "--box", box,
                  "--methods", "gradcam", "--batch-size", "2", "--out", str(out)]) == 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert [Path(r["file"]).name for r in manifest["images"]] == ["scene.png"]
-    assert [Path(f["file"]).name for f in manifest["failures"]] == ["empty.png"]
-    assert "no detection matches" in manifest["failures"][0]["reason"]
-    assert "skipped" in capsys.readouterr().err and (out / "scene_png" / "maps.pt").is_file()
+    assert [Path(f["file"]).name for f in manifest["failures"]] == [other.name]
+    return manifest["failures"][0]["reason"]
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -121,11 +127,4 @@ def test_a_photo_whose_crop_misses_the_box_fails_alone(scene, tmp_path):
     canvas = Image.new("RGB", (200, 64), tuple(int(v) for v in chosen.image.reshape(-1, 3).mean(axis=0)))
     canvas.paste(chosen.pil(), (68, 0))
     canvas.save(wide)
-    box = ",".join(str(v) for v in circle.box) + ":circle"
-    out = tmp_path / "out"
-    assert main(["explain", str(path), str(wide), "--model", "scenes-detector", "--box", box,
-                 "--methods", "gradcam", "--batch-size", "2", "--out", str(out)]) == 1
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert [Path(r["file"]).name for r in manifest["images"]] == ["scene.png"]
-    assert [Path(f["file"]).name for f in manifest["failures"]] == ["wide.png"]
-    assert "lies outside the part of this 200×64 photo" in manifest["failures"][0]["reason"]
+    assert "lies outside the part of this 200×64 photo" in explained_beside(path, wide, circle, tmp_path / "out")
