@@ -180,7 +180,8 @@ def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named
                 tqdm.write(f"camlens: skipped {failure}", file=sys.stderr)
             for photos, explanation in _explain_chunk(model, query, batch.photos, batch.tensor, device, layer, methods,
                                                       manifest, missed, args.model):
-                resolved_layer = explanation.layer
+                # "auto" is resolved once, on the first batch, not probed again for every batch
+                resolved_layer = layer = explanation.layer
                 for offset, photo in enumerate(photos):
                     rows = (explanation.image_index == offset).nonzero().flatten().tolist()
                     predicted, probabilities = predictions(loaded, explanation.outputs, offset)
