@@ -88,18 +88,20 @@ def test_callable_target_is_linear_in_its_scores(lite0, lite0_batch):
 
 
 def test_top_k_is_parsed_in_one_place_for_python_and_the_cli():
-    from camlens.cli.common import UsageError
-    from camlens.cli.queries import class_target
+    from camlens.data import Preprocessing
+    from camlens.models import LoadedModel
     from camlens.targets import TopK, as_target
 
+    loaded = LoadedModel("abc", torch.nn.Identity(), Preprocessing(8, 8, (0.5,) * 3, (0.5,) * 3), ("a", "b", "c"))
+    class_target = loaded.class_target
     for text in ("top3", "TOP3", "Top3"):
-        assert as_target(text).k == 3 and class_target([text], ("a", "b", "c")).k == 3
+        assert as_target(text).k == 3 and class_target([text]).k == 3
     assert isinstance(as_target("top1"), TopK)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         as_target("top0")
-    with pytest.raises(UsageError, match="k must be a positive integer"):
-        class_target(["top0"], ("a", "b"))
-    with pytest.raises(UsageError, match="cannot be combined"):
-        class_target(["top2", "a"], ("a", "b"))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        class_target(["top0"])
+    with pytest.raises(ValueError, match="cannot be combined"):
+        class_target(["top2", "a"])
     with pytest.raises(ValueError, match="unknown target 'topmost'"):
         as_target("topmost")

@@ -43,7 +43,7 @@ from .common import (
 )
 from .manifest import RunManifest
 from .photo_outputs import SAVE_OPTIONS, overview_row, overview_row_from_files, write_photo
-from .queries import BoxOutsideCrop, build_query, predictions
+from .queries import BoxOutsideCrop, build_query
 
 __all__ = ["add_parser", "run", "DEFAULT_METHODS"]
 
@@ -184,7 +184,7 @@ def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named
                 resolved_layer = layer = explanation.layer
                 for offset, photo in enumerate(photos):
                     rows = (explanation.image_index == offset).nonzero().flatten().tolist()
-                    predicted, probabilities = predictions(loaded, explanation.outputs, offset)
+                    predicted, probabilities = loaded.predictions(explanation.outputs, offset)
                     record, pictures = write_photo(out, stems[photo.path], photo, explanation, rows, predicted,
                                                    probabilities, loaded, args.boxes, args.format)
                     record["layer"] = explanation.layer

@@ -13,8 +13,8 @@ from ..explanation import Explanation
 from ..metrics.localization import box_from_map
 from ..methods import METHODS
 from ..models import LoadedModel
+from ..models.loaded import row_probability
 from ..report import draw_box, grid, overlay, render_attribution
-from .queries import row_probability
 
 __all__ = ["write_photo", "overview_row", "overview_row_from_files", "SAVE_OPTIONS"]
 

@@ -1,11 +1,10 @@
 """What ``camlens explain`` explains, from its options: classes (``--target``), a caption's words
 (``--caption``), the answer to a question (``--question``), a detector's boxes (``--box``), or why
-a photo matches a reference photo (``--reference``); and what the model predicted, per image."""
+a photo matches a reference photo (``--reference``)."""
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,11 +13,10 @@ from torch import nn
 
 from ..data import ImageReadError, boxes_in_input, read_image, resolve_class
 from ..models import LoadedModel
-from ..targets import BoxTarget, Classes, SimilarityTarget, Target
-from ..targets.resolve import top_k
+from ..targets import BoxTarget, SimilarityTarget, Target
 from .common import UsageError
 
-__all__ = ["Query", "BoxOutsideCrop", "build_query", "predictions", "class_target", "row_probability"]
+__all__ = ["Query", "BoxOutsideCrop", "build_query"]
 
 
 class BoxOutsideCrop(ValueError):
@@ -35,21 +33,6 @@ class Query:
     layer: str
     build: Callable[[torch.Tensor, Sequence[tuple[int, int]]], tuple[object, Target]]
     description: dict
-
-
-def class_target(specs: list[str], class_names: tuple[str, ...]) -> Target:
-    """``--target``: top1 (default), topK, or class indices or names, repeated or comma-separated
-    (ImageNet's class names have no commas)."""
-    specs = [piece.strip() for spec in specs for piece in spec.split(",") if piece.strip()]
-    try:
-        tops = [top for spec in specs if (top := top_k(spec)) is not None]
-        if tops and len(specs) > 1:
-            raise UsageError("--target topK cannot be combined with other targets")
-        if tops:
-            return tops[0]
-        return Classes([resolve_class(spec, class_names) for spec in specs])
-    except ValueError as error:
-        raise UsageError(str(error)) from error
 
 
 def _parse_box(text: str, class_names: tuple[str, ...]) -> tuple[tuple[float, ...], int]:
@@ -108,7 +91,10 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
 
         return Query(loaded.model, _layer(args, loaded.layer), caption, {"caption": args.caption})
 
-    target = class_target(args.target or ["top1"], loaded.class_names)
+    try:
+        target = loaded.class_target(args.target or ["top1"])
+    except ValueError as error:
+        raise UsageError(f"--target: {error}") from None
     if args.question is not None:
         _check_text(loaded, "--question", loaded.question, args.question,
                     "question-answering model (e.g. --model scenes-vqa)")
@@ -149,25 +135,3 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
 
     return Query(loaded.model, _layer(args, loaded.layer), lambda images, _: (images, target),
                  {"target": args.target or ["top1"]})
-
-
-def predictions(loaded: LoadedModel, outputs: object, image: int) -> tuple[list[dict], torch.Tensor | None]:
-    """What the model predicted for image ``image``, best first, and its per-class probabilities
-    (``None`` where classes have none: captions, detections, embeddings)."""
-    if loaded.task == "detection" and isinstance(outputs, list):
-        found = outputs[image]
-        return [{"index": int(label), "name": loaded.class_names[int(label)], "probability": float(score),
-                 "box": [round(float(v), 1) for v in box]}
-                for box, label, score in zip(found["boxes"], found["labels"], found["scores"])], None
-    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2 or outputs.shape[1] != len(loaded.class_names):
-        return [], None
-    row = outputs[image].float().cpu()
-    probabilities = row.sigmoid() if loaded.task == "multilabel" else row.softmax(dim=0)
-    top = probabilities.topk(min(5, probabilities.numel()))
-    return [{"index": int(c), "name": loaded.class_names[int(c)], "probability": float(v)} for v, c in zip(*top)], \
-        probabilities
-
-
-def row_probability(probabilities: torch.Tensor | None, cls: int) -> float:
-    """The probability of a row's class, NaN where there is none."""
-    return float(probabilities[cls]) if probabilities is not None and cls >= 0 else math.nan

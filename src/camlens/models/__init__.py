@@ -10,11 +10,23 @@ Weights are read with ``torch.load(..., weights_only=True)``.
 
 from .efficientnet import EfficientNetLite, efficientnet_lite
 from .embedding import Embedding
+from .loaded import LayerInfo, LoadedModel
 from .mobilenet import MobileNetV2, mobilenet_v2
 from .scene_training import load_scene_model
-from .zoo import ZOO, LoadedModel, ZooEntry, available, load, wrap
+from .zoo import ZOO, ZooEntry, available, load, wrap
 
 __all__ = [
-    "load", "wrap", "available", "ZOO", "ZooEntry", "LoadedModel", "efficientnet_lite", "mobilenet_v2",
-    "EfficientNetLite", "MobileNetV2", "Embedding", "load_scene_model",
+    "ZOO",
+    "EfficientNetLite",
+    "Embedding",
+    "LayerInfo",
+    "LoadedModel",
+    "MobileNetV2",
+    "ZooEntry",
+    "available",
+    "efficientnet_lite",
+    "load",
+    "load_scene_model",
+    "mobilenet_v2",
+    "wrap",
 ]

@@ -24,9 +24,9 @@ from torch import nn
 from ..data.labels import imagenet_classes
 from ..data.preprocessing import Fit, Preprocessing
 from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
-from ..targets import Target
 from .efficientnet import efficientnet_lite
 from .embedding import Embedding
+from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
 from .scene_training import load_scene_model
 from .scenes import LAYER as SCENE_LAYER
@@ -36,41 +36,6 @@ __all__ = ["LoadedModel", "ZooEntry", "ZOO", "load", "wrap", "available"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to explain: the module (in eval mode), its preprocessing, its class names and
-    the layer recommended for CAMs (``"auto"`` when none is known).
-
-    Beyond classifiers: ``task`` says what the model outputs (``"classification"``,
-    ``"multilabel"``, ``"captioning"``, ``"vqa"``, ``"detection"``); ``class_names`` name its
-    classes, answers, tokens or detection labels. Models that read text turn it into their extra
-    inputs: ``question(text, batch)`` gives the question's input tensors for ``batch`` images,
-    ``caption(text, batch)`` the caption's input tensors and the
-    :class:`~camlens.targets.CaptionTarget` that scores it word by word. ``embedding``, when
-    known, maps images to the model's embedding (for :class:`~camlens.targets.SimilarityTarget`);
-    its layers are the model's under ``model.``.
-    """
-
-    name: str
-    model: nn.Module
-    preprocessing: Preprocessing
-    class_names: tuple[str, ...]
-    layer: str = "auto"
-    task: str = "classification"
-    question: Callable[[str, int], tuple[torch.Tensor, ...]] | None = field(default=None, repr=False)
-    caption: Callable[[str, int], tuple[tuple[torch.Tensor, ...], Target]] | None = field(default=None, repr=False)
-    embedding: nn.Module | None = field(default=None, repr=False)
-
-    def inputs(self, images: torch.Tensor) -> object:
-        """What the model is called with for ``images`` when no text is given: the images, and for
-        models that read text an empty question or caption."""
-        if self.question is not None:
-            return (images, *self.question("", images.shape[0]))
-        if self.caption is not None:
-            return (images, *self.caption("", images.shape[0])[0])
-        return images
 
 
 @dataclass(frozen=True)
