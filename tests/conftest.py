@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from support import DATA_DIR, MOBILENET_WEIGHTS, SAMPLE_IMAGES
+from support import BROWSER, DATA_DIR, MOBILENET_WEIGHTS, SAMPLE_IMAGES
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +67,16 @@ def mobilenet(shared_data):
 def imagenet_photos(shared_data) -> list[Image.Image]:
     folder = shared_data("imagenet_val_bbox/images")
     return [Image.open(path).convert("RGB") for path in sorted(folder.glob("*"))[:4]]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright, with the system's browser (Playwright's own
+    download needs the internet)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if BROWSER is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
+        yield launched
+        launched.close()

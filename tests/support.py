@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CAMLENS_DATA", REPO.parent / "shared" / "data"))
 SAMPLE_IMAGES = REPO / "examples" / "images"
+# a real browser for the pages' tests: Debian's Chromium (Playwright's own download needs the internet)
+BROWSER = next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))),
+               None)
 MOBILENET_WEIGHTS = "weights_mobilenet_v2/mobilenet_v2_tf2ptq_dequant_fp32_torchvision_layout.pth"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -67,6 +67,22 @@ class Explanation:
             gradients=None if self.gradients is None else self.gradients[rows], errors=pick(self.errors),
             positions=None if self.positions is None else self.positions[rows], sample_counts=pick(self.sample_counts),
         )
+
+    def saved(self, rows: Sequence[int] | None = None) -> dict:
+        """What ``maps.pt`` holds for ``rows`` (all by default), on the CPU, for ``torch.load``:
+        ``classes`` (the explained class per row), ``scores``, ``maps``, ``layer_maps`` and
+        ``weights`` per method, and ``positions`` where rows score parts of an output."""
+        rows = list(range(len(self))) if rows is None else list(rows)
+        saved = {
+            "classes": self.targets[rows].cpu(),
+            "scores": self.scores[rows].cpu(),
+            "maps": {m: self.maps[m][rows].cpu() for m in self.methods},
+            "layer_maps": {m: self.layer_maps[m][rows].cpu() for m in self.layer_maps},
+            "weights": {m: self.weights[m][rows].cpu() for m in self.weights},
+        }
+        if self.positions is not None:
+            saved["positions"] = self.positions[rows].cpu()
+        return saved
 
     def __repr__(self) -> str:
         height, width = next(iter(self.maps.values())).shape[-2:] if self.maps else (0, 0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import unquote
@@ -16,10 +15,8 @@ import pytest
 from camlens.cli import main
 from camlens.report import explain_report
 
-from support import SAMPLE_IMAGES
+from support import BROWSER, SAMPLE_IMAGES
 
-BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)),
-               None)
 
 
 def rendered(page: Path, view: str = "") -> str:
@@ -117,19 +114,6 @@ def test_the_evaluate_report_marks_the_best_and_shows_localization_examples(tmp_
         expected |= {(metric, r["method"]) for r in rows if round(r["mean"], 3) == top}
     assert marked == expected
     assert "curves.png" in page and "results.jsonl" in page
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium driven by Playwright, with the system's browser (Playwright's own
-    download needs the internet)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    if BROWSER is None:
-        pytest.skip("no Chromium here (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def test_typing_a_class_and_unticking_a_method_filter_the_page(run, browser):

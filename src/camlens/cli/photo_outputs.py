@@ -68,16 +68,7 @@ def write_photo(out: Path, stem: str, photo: Photo, explanation: Explanation, ro
         labels.append(f"{name} ({cls}), {score}" if position is None else f"word/box {position}: {name}, {score}")
     sheet = folder / f"grid.{picture_format}"
     grid(panels, titles, labels).save(sheet, **save)
-    maps = {
-        "classes": torch.tensor([c["index"] for c in classes]),
-        "scores": explanation.scores[rows].cpu(),
-        "maps": {m: explanation.maps[m][rows].cpu() for m in explanation.methods},
-        "layer_maps": {m: explanation.layer_maps[m][rows].cpu() for m in explanation.layer_maps},
-        "weights": {m: explanation.weights[m][rows].cpu() for m in explanation.weights},
-    }
-    if explanation.positions is not None:
-        maps["positions"] = explanation.positions[rows].cpu()
-    torch.save(maps, folder / "maps.pt")
+    torch.save(explanation.saved(rows), folder / "maps.pt")
     record = {
         "file": str(photo.path),
         "size": list(photo.size),

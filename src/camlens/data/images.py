@@ -6,6 +6,7 @@ when loading many files, the bad ones are reported and skipped, and the rest are
 
 from __future__ import annotations
 
+import io
 import threading
 import warnings
 from collections.abc import Sequence
@@ -19,19 +20,23 @@ from PIL import Image, UnidentifiedImageError
 from .preprocessing import Preprocessing
 from .sources import image_paths
 
-__all__ = ["ImageReadError", "ImageBatch", "read_image", "load_images", "fit_within"]
+__all__ = ["ImageReadError", "ImageBatch", "read_image", "decode_image", "load_images", "fit_within"]
 
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 _OPENING = threading.Lock()
 
 
 class ImageReadError(ValueError):
-    """A file that cannot be used as an image; the message names the file and the reason."""
+    """A file that cannot be used as an image; the message names the file and the reason.
+    ``kind`` sorts the reasons: ``"missing"`` (no such file, or a folder), ``"not_image"`` (no
+    format it is allowed to be), ``"too_large"`` (more pixels than allowed) or ``"corrupt"``
+    (an image format, but truncated or damaged data)."""
 
-    def __init__(self, path: Path, reason: str):
+    def __init__(self, path: Path | str, reason: str, kind: str = "corrupt"):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.kind = kind
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -52,29 +57,44 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     or truncated file, or one of more than ``max_pixels`` pixels (a decompression bomb)."""
     path = Path(path)
     if not path.exists():
-        raise ImageReadError(path, "no such file")
+        raise ImageReadError(path, "no such file", "missing")
     if path.is_dir():
-        raise ImageReadError(path, "is a folder, not an image file")
+        raise ImageReadError(path, "is a folder, not an image file", "missing")
+    return _decode(path, path, max_pixels, None)
+
+
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS,
+                 formats: Sequence[str] | None = None) -> Image.Image:
+    """:func:`read_image` for bytes in memory (an upload): what they are is found by decoding
+    them, never from a name or a declared type; ``formats`` (Pillow's names, ``"JPEG"``,
+    ``"PNG"``) are the only ones tried, where given. ``name`` is for messages."""
+    if not data:
+        raise ImageReadError(name, "is empty", "not_image")
+    return _decode(io.BytesIO(data), name, max_pixels, formats)
+
+
+def _decode(source: Path | io.BytesIO, name: Path | str, max_pixels: int, formats: Sequence[str] | None) -> Image.Image:
     try:
         # warnings filters are process-wide: threads reading photos set them one at a time, and
         # only around opening (where Pillow warns); decoding runs in parallel
         with _OPENING, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(path)
+            opened = Image.open(source, formats=formats)
         with opened as image:
             if image.width * image.height > max_pixels:
-                raise ImageReadError(path, f"{image.width}×{image.height} pixels exceeds the limit of {max_pixels} "
-                                           "(a decompression bomb?)")
+                raise ImageReadError(name, f"{image.width}×{image.height} pixels exceeds the limit of {max_pixels} "
+                                           "(a decompression bomb?)", "too_large")
             image.load()
             return _to_rgb(image)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageReadError(path, f"too many pixels (a decompression bomb?): {error}") from error
+        raise ImageReadError(name, f"too many pixels (a decompression bomb?): {error}", "too_large") from error
     except UnidentifiedImageError as error:
-        raise ImageReadError(path, "not an image file Pillow can read") from error
+        allowed = f" ({', '.join(formats)})" if formats else ""
+        raise ImageReadError(name, f"not an image file Pillow can read{allowed}", "not_image") from error
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
-        raise ImageReadError(path, f"corrupt or truncated image ({error})") from error
+        raise ImageReadError(name, f"corrupt or truncated image ({error})") from error
 
 
 @dataclass

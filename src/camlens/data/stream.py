@@ -37,6 +37,14 @@ class Photo:
     scale: float
     crop_box: Box
 
+    @classmethod
+    def of(cls, image: Image.Image, path: Path, preprocessing: Preprocessing,
+           max_side: int | None = DISPLAY_MAX_SIDE) -> tuple[torch.Tensor, Photo]:
+        """A photo read (``path`` names it) → the model's input tensor (C, H, W) and the
+        :class:`Photo` with its display copy, at most ``max_side`` pixels on its longest side."""
+        display, scale = fit_within(image, max_side)
+        return preprocessing(image), cls(path, image.size, display, scale, preprocessing.crop_box(image.size))
+
     @property
     def display_box(self) -> Box:
         """The model's crop in the display copy's pixels."""
@@ -58,9 +66,7 @@ def _read(path: Path, preprocessing: Preprocessing, max_side: int | None) -> tup
         image = read_image(path)
     except ImageReadError as error:
         return error
-    tensor = preprocessing(image)
-    display, scale = fit_within(image, max_side)
-    return tensor, Photo(path, image.size, display, scale, preprocessing.crop_box(image.size))
+    return Photo.of(image, path, preprocessing, max_side)
 
 
 def stream_photos(paths: Iterable[Path], preprocessing: Preprocessing, batch_size: int = 8, workers: int = 2,
