@@ -182,10 +182,15 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read_whole():
 
 
 def test_a_model_with_a_full_queue_answers_503_and_the_next_request_goes_through():
+    import threading
+
     client = _client(queue=1)
     slot = client.app.state.explorer.slots["efficientnet-lite0"]
-    with slot._turn():  # one request holds the model: the queue of one is full
-        busy = client.post("/api/explain", data={"sample": "owl.jpg"})
+    release = threading.Event()
+    holding = slot.submit(release.wait)  # one job holds the model: the queue of one is full
+    busy = client.post("/api/explain", data={"sample": "owl.jpg"})
+    release.set()
+    holding.result(timeout=10)
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "try again" in busy.json()["detail"]
     assert client.post("/api/explain", data={"sample": "owl.jpg"}).status_code == 200
 

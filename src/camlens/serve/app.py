@@ -9,6 +9,7 @@ is a 500 of the same shape, and the server goes on."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from pathlib import Path
@@ -17,11 +18,10 @@ from typing import Annotated
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..methods import METHODS
-from .explorer import ExplainRequest, ExplainResult, Explorer, RequestError
+from .explorer import ExplainRequest, Explorer, RequestError
 from .settings import ServeSettings
 
 __all__ = ["create_app"]
@@ -139,25 +139,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         per class its score, its maps at the layer's resolution, and the addresses of its
         pictures (``…/rows/R/METHOD.png?alpha=A``: the map over the photo at opacity A) and files
         (``maps.pt`` as ``camlens explain`` writes it, the JSON)."""
-        if (file is None) == (sample is None):
-            raise RequestError(422, "send a photo as the multipart field 'file', or name a sample in 'sample' "
-                                    "(one of the two)")
+        upload, name = None, "upload"
         if file is not None:
-            data = await file.read(settings.max_upload_bytes + 1)
-            if len(data) > settings.max_upload_bytes:
-                raise RequestError(413, f"the photo is larger than this server's limit of "
-                                        f"{_megabytes(settings.max_upload_bytes)}")
+            upload = await file.read(settings.max_upload_bytes + 1)
+            if len(upload) > settings.max_upload_bytes:
+                raise RequestError(413, _too_large(settings.max_upload_bytes))
             name = Path(file.filename or "upload").name or "upload"  # a label for pictures, never a path
         request = ExplainRequest(model=model or next(iter(explorer.slots)), layer=layer,
                                  methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                                  target=tuple(t.strip() for t in target.split(",") if t.strip()) or ("top1",))
-
-        def work() -> ExplainResult:
-            explorer.check(request)  # cheap refusals before the photo is decoded
-            image = explorer.decode(data, name) if file is not None else explorer.sample(sample)
-            return explorer.explain(image, name if file is not None else sample, request)
-
-        return (await run_in_threadpool(work)).document()
+        result = await asyncio.wrap_future(explorer.submit(request, upload, name, sample))
+        return result.document()
 
     @app.get("/api/results/{key}.json", summary="An explanation's JSON, as a download")
     def result_json(key: str) -> JSONResponse:
