@@ -228,3 +228,18 @@ def _kept(store: ResultStore, key: str) -> bool:
         return True
     except RequestError:
         return False
+
+
+def test_an_error_inside_a_request_is_a_json_500_and_the_next_request_is_served(monkeypatch):
+    from camlens.serve import explorer as module
+
+    client = TestClient(_client().app, raise_server_exceptions=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the device fell over")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "explain", broken)
+        failed = client.post("/api/explain", data={"sample": "owl.jpg"})
+    assert failed.status_code == 500 and "RuntimeError: the device fell over" in failed.json()["detail"]
+    assert client.post("/api/explain", data={"sample": "owl.jpg"}).status_code == 200
