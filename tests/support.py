@@ -34,7 +34,8 @@ def photo_dataset(folder: Path) -> Path:
 
     rows = ["file,class_index,x0,y0,x1,y1"]
     for name, label in (("parrot.jpg", 88), ("owl.jpg", 24), ("hot_dog.jpg", 934)):
-        width, height = Image.open(SAMPLE_IMAGES / name).size
+        with Image.open(SAMPLE_IMAGES / name) as image:
+            width, height = image.size
         rows.append(f"{SAMPLE_IMAGES / name},{label},{width / 4},{height / 4},{3 * width / 4},{3 * height / 4}")
     path = folder / "photos.csv"
     path.write_text("\n".join(rows) + "\n")

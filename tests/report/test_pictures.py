@@ -88,7 +88,10 @@ def test_overview_pages_hold_at_most_per_page_rows(tmp_path):
     assert pages.written == ["overview-001.png", "overview-002.png"]  # the third waits for more rows
     pages.flush()
     assert pages.written[-1] == "overview-003.png"
-    heights = [Image.open(tmp_path / name).height for name in pages.written]
+    heights = []
+    for name in pages.written:
+        with Image.open(tmp_path / name) as page:
+            heights.append(page.height)
     assert heights[0] == heights[1] and heights[2] < 0.6 * heights[0]
     with pytest.raises(ValueError, match="at least one photo"):
         OverviewPages(tmp_path, per_page=0)
