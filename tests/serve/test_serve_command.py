@@ -58,7 +58,23 @@ def test_torchvision_names_are_offered_when_torchvision_knows_them(served):
     (["--queue", "0"], "queue must be at least 1"),
     (["--max-upload-mb", "0"], "max_upload_bytes must be at least 1"),
     (["--device", "cuda:7"], "cuda"),
+    (["--max-megapixels", "100"], "max_pixels must be at most 89478485"),
 ])
 def test_bad_options_are_usage_errors_before_anything_starts(served, capsys, options, says):
     assert main(["serve", *options]) == 2
     assert says in capsys.readouterr().err and not served
+
+
+def test_weights_given_for_a_zoo_model_are_kept(served, tmp_path):
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"")
+    assert main(["serve", "--model", f"scenes-classifier={weights}"]) == 0
+    slots = served["app"].state.explorer.slots
+    assert slots["scenes-classifier"].choice.weights == weights and "efficientnet-lite0" in slots
+
+
+def test_on_loopback_only_this_machines_names_are_answered_and_on_the_network_any(served):
+    assert main(["serve"]) == 0
+    assert served["app"].state.explorer.settings.allowed_hosts == ("127.0.0.1", "localhost", "::1")
+    assert main(["serve", "--host", "0.0.0.0"]) == 0
+    assert served["app"].state.explorer.settings.allowed_hosts == ("*",)

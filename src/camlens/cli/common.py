@@ -12,6 +12,7 @@ import torch
 from .. import __version__
 from ..data import FITS
 from ..engine.layers import LayerError
+from ..engine.modelstate import resolve_device
 from ..methods import check_method_names
 from ..models import LoadedModel, load
 
@@ -88,18 +89,10 @@ def method_names(text: str) -> tuple[str, ...]:
 def parse_device(text: str) -> torch.device:
     """``--device``: ``auto`` (the first CUDA device when there is one, else the CPU), ``cpu``,
     ``cuda`` or ``cuda:N``; a device PyTorch cannot see is a usage error."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(text)
-    except RuntimeError as error:
-        raise UsageError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from error
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {text}, but PyTorch sees no CUDA device here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {text}, but PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
-    return device
+        return resolve_device(text)
+    except ValueError as error:
+        raise UsageError(f"--{error}" if str(error).startswith("device ") else str(error)) from None
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

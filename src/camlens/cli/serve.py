@@ -44,7 +44,9 @@ def settings_from(args: argparse.Namespace):
             check_choice(choice)
         except (ValueError, ImportError) as error:
             raise UsageError(f"--model {choice.name}: {error}") from None
-    models = {choice.name: choice for choice in [*extra, *([] if args.only else zoo_choices())]}
+    models = {choice.name: choice for choice in extra}
+    for choice in [] if args.only else zoo_choices():
+        models.setdefault(choice.name, choice)  # a zoo model the user gave weights keeps them
     if not models:
         raise UsageError("no model to offer: give --model NAME (camlens models lists the zoo)")
     folders = [Path(folder) for folder in args.samples] if args.samples else ([SAMPLES] if SAMPLES.is_dir() else [])
@@ -52,19 +54,22 @@ def settings_from(args: argparse.Namespace):
         if not folder.is_dir():
             raise UsageError(f"--samples {folder} is not a folder")
     parse_device(args.device)
+    # on loopback, only the names of this machine (DNS rebinding is refused); on the network, any
+    hosts = ("127.0.0.1", "localhost", "::1", args.host) if _loopback(args.host) else ("*",)
     try:
         return ServeSettings(models=tuple(models.values()), samples=sample_paths(folders),
                              max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
-                             max_pixels=int(args.max_megapixels * 1_000_000), queue=args.queue, device=args.device)
+                             max_pixels=int(args.max_megapixels * 1_000_000), queue=args.queue, device=args.device,
+                             allowed_hosts=tuple(dict.fromkeys(hosts)))
     except ValueError as error:
         raise UsageError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    from ..serve import create_app
-
     import uvicorn
+
+    from ..serve import create_app
 
     if not _loopback(args.host):
         print(f"camlens: warning: serving on {args.host}: anyone who can reach this machine can use the explorer "
@@ -92,7 +97,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help=f"photos the page offers as samples (default: {SAMPLES} when it exists here)")
     parser.add_argument("--max-upload-mb", type=float, default=20, help="largest upload (default: %(default)s)")
     parser.add_argument("--max-megapixels", type=float, default=50,
-                        help="largest photo, in decoded pixels: decompression bombs are refused (default: %(default)s)")
+                        help="largest photo, in decoded pixels: decompression bombs are refused; at most 89 "
+                             "(default: %(default)s)")
     parser.add_argument("--queue", type=int, default=64,
                         help="requests that may wait for one model; more are refused with 503 (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")

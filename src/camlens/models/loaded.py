@@ -70,17 +70,17 @@ class LoadedModel:
         return images
 
     def class_target(self, specs: Sequence[str]) -> Target:
-        """The classes ``specs`` name: ``"top1"`` … ``"topK"`` alone, or class indices and names
-        (each a whole name or one of its comma-free parts, as :func:`~camlens.data.resolve_class`
-        reads them), one per item or comma-separated — ImageNet's class names hold no commas.
-        ``ValueError`` names what cannot be read."""
+        """The classes ``specs`` name: ``"top1"`` … ``"topK"`` alone, or class indices and whole
+        names (as :func:`~camlens.data.resolve_class` reads them), one per item or
+        comma-separated — ImageNet's class names hold no commas. A class named twice is explained
+        once. ``ValueError`` names what cannot be read."""
         specs = [piece.strip() for spec in specs for piece in spec.split(",") if piece.strip()] or ["top1"]
         tops = [top for spec in specs if (top := top_k(spec)) is not None]
         if tops and len(specs) > 1:
             raise ValueError("topK cannot be combined with other targets")
         if tops:
             return tops[0]
-        return Classes([resolve_class(spec, self.class_names) for spec in specs])
+        return Classes(list(dict.fromkeys(resolve_class(spec, self.class_names) for spec in specs)))
 
     def predictions(self, outputs: object, image: int, k: int = 5) -> tuple[list[dict], torch.Tensor | None]:
         """What the model predicted for image ``image`` of a batch's ``outputs``, best first (at

@@ -4,21 +4,28 @@
 ``GET /api/models/{name}/classes``, ``GET /api/samples``, ``POST /api/explain`` (multipart) and the
 result downloads under ``/api/results/`` are the API, described by ``/openapi.json`` and shown at
 ``/docs`` (a page of this server's own: FastAPI's default pulls its scripts from a CDN). Every
-refusal is JSON, ``{"detail": "why"}``, with 404, 413, 415, 422 or 503; an error inside a request
-is a 500 of the same shape, and the server goes on."""
+refusal is JSON, ``{"detail": "why"}``: 400 (a form beyond the parser's limits, or a ``Host``
+this server does not answer to), 403 (a ``POST`` from another site's page), 404 (no such model,
+sample or result), 405, 413 (too large), 415 (not an image), 422 (a value this server does not
+take) or 503 (the model's queue is full, or it cannot be loaded); an error inside a request is a
+500 of the same shape, and the server goes on."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..methods import METHODS
 from .explorer import ExplainRequest, Explorer, RequestError
@@ -32,13 +39,6 @@ _PICTURE_TYPES = {"png": ("image/png", {"format": "PNG", "compress_level": 1}),
                   "jpg": ("image/jpeg", {"format": "JPEG", "quality": 90})}
 
 
-def _render(name: str, **values) -> str:
-    import jinja2
-
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True)
-    return environment.get_template(name).render(**values)
-
-
 def _megabytes(count: int) -> str:
     return f"{count / 2 ** 20:g} MB"
 
@@ -46,12 +46,24 @@ def _megabytes(count: int) -> str:
 def create_app(settings: ServeSettings) -> FastAPI:
     """The application serving ``settings``' models; run it with any ASGI server
     (``camlens serve`` uses uvicorn)."""
+    import jinja2
+
     explorer = Explorer(settings)
+    templates = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        explorer.close()  # a stopped server does not work through its queues first
+
     app = FastAPI(title="camlens explorer", version=_version(),
                   description="Class activation maps of the models this server offers, for uploaded or sample photos.",
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.explorer = explorer
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(SameOrigin)
+    if "*" not in settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[*settings.allowed_hosts, "[::1]"])
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError) -> JSONResponse:
@@ -74,19 +86,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
-        _log.exception("camlens serve: %s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"the server could not do this ({type(error).__name__}: {error})"},
+        _log.error("camlens serve: %s %s failed", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"detail": f"the server could not do this ({type(error).__name__}; its log says more)"},
                             status_code=500)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return _render("explorer.html", methods=[{"name": m.name, "title": m.title, "kind": m.kind}
+        return templates.get_template("explorer.html").render(methods=[{"name": m.name, "title": m.title, "kind": m.kind}
                                                  for m in METHODS.values()],
                        models=explorer.models(), samples=list(explorer.samples), limit=_megabytes(settings.max_upload_bytes))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def documentation() -> str:
-        return _render("api.html", api=app.openapi())
+        return templates.get_template("api.html").render(api=app.openapi())
 
     @app.get("/api/models", summary="The models this server offers")
     def models() -> list[dict]:
@@ -94,7 +106,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         whether it is ``loaded`` yet (a model loads on its first use)."""
         return explorer.models()
 
-    @app.get("/api/models/{name}/layers", summary="A model's candidate layers, with their output shapes")
+    # {name:path}: hub names hold a slash (hf:google/vit-base-patch16-224)
+    @app.get("/api/models/{name:path}/layers", summary="A model's candidate layers, with their output shapes")
     def layers(name: str) -> dict:
         """The layers a CAM can be made at (spatial maps, or tokens on the patch grid), in the
         order the model produces them, and ``recommended``: what ``layer=auto`` means."""
@@ -103,7 +116,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 "layers": [{"name": layer.name, "kind": layer.kind, "shape": list(layer.shape or ()),
                             "described": layer.described} for layer in found]}
 
-    @app.get("/api/models/{name}/classes", summary="Search a model's classes by name")
+    @app.get("/api/models/{name:path}/classes", summary="Search a model's classes by name")
     def classes(name: str, q: Annotated[str, Query(max_length=200)] = "",
                 limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[dict]:
         """The classes whose name holds ``q`` (names that start with it first), or whose index it is."""
@@ -119,7 +132,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/api/samples/{name}", summary="A sample photo", response_class=Response)
     def sample(name: str) -> Response:
-        image = explorer.sample(name)
+        image = explorer.sample(name, status=404)
         buffer = io.BytesIO()
         image.thumbnail((settings.display_side, settings.display_side))
         image.save(buffer, format="JPEG", quality=90)
@@ -141,9 +154,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         (``maps.pt`` as ``camlens explain`` writes it, the JSON)."""
         upload, name = None, "upload"
         if file is not None:
-            upload = await file.read(settings.max_upload_bytes + 1)
-            if len(upload) > settings.max_upload_bytes:
-                raise RequestError(413, _too_large(settings.max_upload_bytes))
+            upload = await file.read()  # within the body limit
             name = Path(file.filename or "upload").name or "upload"  # a label for pictures, never a path
         request = ExplainRequest(model=model or next(iter(explorer.slots)), layer=layer,
                                  methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
@@ -212,6 +223,24 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class SameOrigin:
+    """Refuses (403) a ``POST`` whose ``Origin`` is another site than the one it is sent to: a web
+    page elsewhere cannot make the browser of the person running the explorer use it. Requests
+    without an ``Origin`` (curl, scripts) are not browsers' cross-site requests and pass."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            origin, host = headers.get(b"origin"), headers.get(b"host", b"")
+            if origin is not None and urlsplit(origin.decode("latin-1")).netloc.encode("latin-1") != host:
+                response = JSONResponse({"detail": "a request from another site's page is refused"}, status_code=403)
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def _too_large(limit: int) -> str:

@@ -21,13 +21,14 @@ import torch
 from PIL import Image
 
 from ..data import ImageReadError, Photo, decode_image, read_image
+from ..engine.modelstate import resolve_device
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import METHODS, check_method_names
 from ..models import ZOO, LayerInfo, LoadedModel, load
 from ..models.loaded import row_probability
 from ..report import overlay, render_attribution
-from ..targets import Target
+from ..targets import Target, TopK
 from .settings import EXPLORER_TASKS, ModelChoice, ServeSettings
 
 __all__ = ["Explorer", "ExplainRequest", "ExplainResult", "RequestError", "ModelSlot"]
@@ -58,14 +59,11 @@ class ExplainRequest:
     target: tuple[str, ...] = ("top1",)
 
 
-def _device(text: str) -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if text == "auto" else torch.device(text)
-
-
 class ModelSlot:
-    """One allowed model: loaded on first use (once, whichever request comes first), its layers
-    listed on the CPU before it moves to the device, and all its work — decoding the photo,
-    explaining it — done by one thread of its own, a request at a time.
+    """One allowed model: loaded on first use (once, whichever request comes first; listing its
+    layers or classes loads it too), its layers listed on the CPU before it moves to the device,
+    and its explanations — decoding the photo, explaining it — made by one thread of its own, a
+    request at a time.
 
     One thread, not a lock shared by the server's request threads: a model's hooks and autograd
     state are never shared, and the large buffers of a forward and backward pass are always
@@ -118,15 +116,17 @@ class ModelSlot:
                 raise RequestError(503, f"{self.choice.name} has {self._inside} requests waiting or running, the most "
                                         "this server allows; try again in a moment")
             self._inside += 1
+        try:
+            future = self._worker.submit(job)
+        except RuntimeError:  # the server is shutting down
+            self._left()
+            raise RequestError(503, "the server is shutting down") from None
+        future.add_done_callback(lambda _: self._left())  # also when a waiting job is cancelled
+        return future
 
-        def counted() -> T:
-            try:
-                return job()
-            finally:
-                with self._counting:
-                    self._inside -= 1
-
-        return self._worker.submit(counted)
+    def _left(self) -> None:
+        with self._counting:
+            self._inside -= 1
 
     def explain(self, tensor: torch.Tensor, layer: str, methods: tuple[str, ...], target: Target) -> Explanation:
         """One image's explanation (``tensor``: its preprocessed (C, H, W) input); call it from a
@@ -144,6 +144,7 @@ class ModelSlot:
         return explanation
 
     def close(self) -> None:
+        """Stop taking jobs; the waiting ones are cancelled, the running one finishes."""
         self._worker.shutdown(wait=False, cancel_futures=True)
 
 
@@ -251,7 +252,7 @@ class Explorer:
 
     def __init__(self, settings: ServeSettings):
         self.settings = settings
-        device = _device(settings.device)
+        device = resolve_device(settings.device)
         self.slots = {choice.name: ModelSlot(choice, device, settings.queue) for choice in settings.models}
         self.samples = {}
         for path in settings.samples:
@@ -272,9 +273,10 @@ class Explorer:
                           "description": entry.description if entry else name, "loaded": slot.is_loaded})
         return found
 
-    def sample(self, name: str) -> Image.Image:
+    def sample(self, name: str, status: int = 422) -> Image.Image:
+        """A sample photo by its name in the list (``status`` for a name not in it)."""
         if name not in self.samples:
-            raise RequestError(422, f"unknown sample {name!r}; the samples are {', '.join(self.samples) or 'none'}")
+            raise RequestError(status, f"unknown sample {name!r}; the samples are {', '.join(self.samples) or 'none'}")
         try:
             return read_image(self.samples[name], self.settings.max_pixels)
         except ImageReadError as error:
@@ -287,11 +289,12 @@ class Explorer:
         except ImageReadError as error:
             raise RequestError(_STATUS_OF_IMAGE_ERROR[error.kind], str(error)) from None
 
-    def check(self, request: ExplainRequest) -> tuple[ModelSlot, tuple[str, ...]]:
-        """Everything about a request that can be refused before its photo is explained."""
+    def check(self, request: ExplainRequest) -> tuple[ModelSlot, tuple[str, ...], Target]:
+        """Everything about a request that can be refused before its photo is explained: the
+        model's slot, the methods and the target."""
         slot = self.slot(request.model)
         try:
-            methods = check_method_names(list(request.methods))
+            methods = tuple(dict.fromkeys(check_method_names(list(request.methods))))
         except ValueError as error:
             raise RequestError(422, str(error)) from None
         layers, _ = slot.layers()
@@ -299,10 +302,14 @@ class Explorer:
             raise RequestError(422, f"layer {request.layer!r} is not one of {request.model}'s candidate layers "
                                     f"(GET /api/models/{request.model}/layers lists them)")
         try:
-            slot.loaded().class_target(list(request.target))
+            target = slot.loaded().class_target(list(request.target))
         except ValueError as error:
             raise RequestError(422, f"target: {error}") from None
-        return slot, methods
+        rows = target.k if isinstance(target, TopK) else len(target.classes)
+        if rows > self.settings.max_rows:
+            raise RequestError(422, f"target: {rows} classes, more than the {self.settings.max_rows} this server "
+                                    "explains in one request")
+        return slot, methods, target
 
     def submit(self, request: ExplainRequest, upload: bytes | None = None, name: str = "upload",
                sample: str | None = None) -> Future[ExplainResult]:
@@ -314,18 +321,21 @@ class Explorer:
                                     "(one of the two)")
 
         def job() -> ExplainResult:
-            self.check(request)  # refusals that cost nothing come before the photo is decoded
+            checked = self.check(request)  # refusals that cost nothing come before the photo is decoded
             image = self.decode(upload, name) if upload is not None else self.sample(sample)
-            return self.explain(image, name if upload is not None else sample, request)
+            return self._explain(checked, image, name if upload is not None else sample, request)
 
         return self.slot(request.model).submit(job)
 
     def explain(self, image: Image.Image, name: str, request: ExplainRequest) -> ExplainResult:
-        """Explain one photo as ``request`` asks, in the calling thread (:meth:`submit` calls it on
-        the model's thread); the result is kept for its pictures and files."""
-        slot, methods = self.check(request)
+        """Explain one photo as ``request`` asks, in the calling thread (:meth:`submit` does it
+        on the model's thread); the result is kept for its pictures and files."""
+        return self._explain(self.check(request), image, name, request)
+
+    def _explain(self, checked: tuple[ModelSlot, tuple[str, ...], Target], image: Image.Image, name: str,
+                 request: ExplainRequest) -> ExplainResult:
+        slot, methods, target = checked
         loaded = slot.loaded()
-        target = loaded.class_target(list(request.target))
         tensor, photo = Photo.of(image, Path(name), loaded.preprocessing, self.settings.display_side)
         explanation = slot.explain(tensor, request.layer, methods, target)
         predicted, probabilities = loaded.predictions(explanation.outputs, 0)
@@ -343,6 +353,10 @@ class Explorer:
             input_maps={m: v.cpu().half() for m, v in explanation.input_maps.items()})
         self.results.add(result)
         return result
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            slot.close()
 
     def classes(self, model: str, query: str = "", limit: int = 20) -> list[dict]:
         """The model's classes whose name holds ``query`` (case-insensitive), names that start with

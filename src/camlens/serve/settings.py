@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..data.images import MAX_PIXELS
 
 __all__ = ["ServeSettings", "ModelChoice", "EXPLORER_TASKS", "zoo_choices", "check_choice"]
 
@@ -30,14 +32,23 @@ class ServeSettings:
       by a path.
     - ``max_upload_bytes``: the largest request body (20 MB); larger ones are refused (413)
       before they are read whole.
-    - ``max_pixels``: the most pixels a photo may decode to (50 MP); a decompression bomb is
-      refused (413) from its header, before its pixels are decoded.
+    - ``max_pixels``: the most pixels a photo may decode to (50 MP; at most Pillow's own limit of
+      89 MP); a decompression bomb is refused (413) from its header, before its pixels are decoded.
+    - ``formats``: the image formats an upload is decoded as (Pillow's names); whatever its name
+      or declared type, anything else is refused (415). Formats Pillow reads through other
+      programs (EPS through Ghostscript) are never tried.
     - ``queue``: per model, how many requests may wait or run at once; more get 503. A model
-      explains one request at a time (its hooks and autograd state are not shared).
+      explains one request at a time. Each waiting request holds its upload, so the queue
+      bounds that memory too: at most ``queue × max_upload_bytes``.
+    - ``max_rows``: the most classes one request may explain (422 beyond).
     - ``kept_bytes``: how much the results kept for download (pictures, ``maps.pt``) may take;
-      the oldest go first.
+      the oldest go first, and the newest is always kept (its pictures are asked for next).
     - ``display_side``: the longest side of the photo and pictures the page shows.
     - ``device``: where the models run (``"auto"``: CUDA when there is one).
+    - ``allowed_hosts``: the names a request's ``Host`` header may give (others get 400, which
+      stops DNS rebinding); ``("*",)`` allows any, for a server on the network. A ``POST`` from a
+      page of another origin is refused (403), so that no web site can use the explorer through
+      the browser of the person running it.
     """
 
     models: tuple[ModelChoice, ...]
@@ -45,19 +56,24 @@ class ServeSettings:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
     queue: int = 64
+    max_rows: int = 20
     kept_bytes: int = 256 * 1024 * 1024
     display_side: int = 1024
     device: str = "auto"
-    formats: tuple[str, ...] = field(default=("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"))
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ValueError("a server needs at least one model")
         for name, value, least in (("max_upload_bytes", self.max_upload_bytes, 1), ("max_pixels", self.max_pixels, 1),
-                                   ("queue", self.queue, 1), ("kept_bytes", self.kept_bytes, 0),
-                                   ("display_side", self.display_side, 16)):
+                                   ("queue", self.queue, 1), ("max_rows", self.max_rows, 1),
+                                   ("kept_bytes", self.kept_bytes, 0), ("display_side", self.display_side, 16)):
             if value < least:
                 raise ValueError(f"{name} must be at least {least}, not {value}")
+        if self.max_pixels > MAX_PIXELS:
+            raise ValueError(f"max_pixels must be at most {MAX_PIXELS} (Pillow's own decompression-bomb limit), "
+                             f"not {self.max_pixels}")
 
 
 def zoo_choices() -> tuple[ModelChoice, ...]:
