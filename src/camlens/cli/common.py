@@ -4,7 +4,9 @@ methods and devices with a clear message when they are wrong."""
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
+from collections.abc import Callable
 from importlib import metadata
 
 import torch
@@ -17,7 +19,8 @@ from ..methods import check_method_names
 from ..models import LoadedModel, load
 
 __all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "usage_error", "versions", "load_model",
-           "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand"]
+           "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand",
+           "add_engine_options", "ray_options", "model_factory"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -99,6 +102,40 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device``, the same for every command that runs a model."""
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N (default: %(default)s)")
+
+
+def add_engine_options(parser: argparse.ArgumentParser, workers: bool = True) -> None:
+    """``--engine`` and the options of a distributed run, the same for every command that has one
+    (``workers=False`` where the command has its own ``--workers``, which then also counts the
+    actors of a distributed run)."""
+    group = parser.add_argument_group("distributed runs (pip install 'camlens[ray]')")
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: Ray Data, writing Parquet shards to OUT/shards/ "
+                            "(one row per image, class and method) and OUT/run.json")
+    group.add_argument("--address", help="with --engine ray: none starts a local Ray for the run; 'auto' or "
+                                         "ray://HOST:PORT joins a running cluster")
+    if workers:
+        group.add_argument("--workers", type=int,
+                           help="with --engine ray: actors, each with its own copy of the model (default: 1)")
+    group.add_argument("--gpus-per-worker", type=float, default=0,
+                       help="with --engine ray: GPUs each actor reserves; > 0 runs the model on CUDA (default: 0)")
+
+
+def ray_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of a distributed run from its options."""
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1 with --engine ray, not {workers}")
+    if args.gpus_per_worker < 0:
+        raise UsageError(f"--gpus-per-worker must be at least 0, not {args.gpus_per_worker}")
+    return {"address": args.address, "workers": workers, "gpus_per_worker": args.gpus_per_worker}
+
+
+def model_factory(args: argparse.Namespace) -> Callable[[], LoadedModel]:
+    """A picklable callable that loads the model the options name (once per worker of a
+    distributed run); checked here first, so that a bad name is a usage error before Ray starts."""
+    load_model(args.model, args.weights, args.fit)
+    return functools.partial(load, args.model, weights=args.weights, fit=args.fit)
 
 
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:

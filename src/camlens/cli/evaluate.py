@@ -9,11 +9,13 @@ from ..data import load_dataset
 from ..engine.layers import LayerError
 from ..evaluate import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 from ..metrics.faithfulness import MASK_KINDS, SCORE_KINDS
+from . import on_ray
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
     UsageError,
     add_device_option,
+    add_engine_options,
     add_model_options,
     load_model,
     method_names,
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
                             largest_component=not args.all_components, tolerance=args.tolerance)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if args.engine == "ray":
+        return on_ray.evaluate(args, samples, methods, groups, protocol)
     device = parse_device(args.device)
     loaded = load_model(args.model, args.weights, args.fit)  # after the cheap checks: a usage error costs no model load
     loaded.model.to(device)
@@ -103,4 +107,5 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
     parser.add_argument("--diagnose", action="store_true",
                         help="for misclassified images, save the maps for the predicted and the true class side by side")
+    add_engine_options(parser)
     parser.set_defaults(run=run)

@@ -28,11 +28,13 @@ from ..models import LoadedModel
 from ..report import explain_report
 from ..report.overview import PER_PAGE, OverviewPages
 from ..targets import NoMatchingDetection
+from . import on_ray
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
     UsageError,
     add_device_option,
+    add_engine_options,
     add_model_options,
     load_model,
     method_names,
@@ -128,6 +130,8 @@ def _preflight(query, loaded: LoadedModel, device, methods, model_name: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return on_ray.explain(args)
     loaded = load_model(args.model, args.weights, args.fit)
     methods = method_names(args.methods)
     device = parse_device(args.device)
@@ -174,7 +178,8 @@ def _explain_all(args, loaded: LoadedModel, query, model, device, methods, named
     missed: list[str] = []  # photos where no detection matched a --box
     resolved_layer = next((r["layer"] for r in manifest.done.values() if "layer" in r), None)
     with tqdm(total=len(todo), desc="explaining", unit="photo", file=sys.stderr, disable=len(todo) <= 4) as progress:
-        for batch in stream_photos(todo, loaded.preprocessing, args.batch_size, args.workers, max_side):
+        readers = 2 if args.workers is None else args.workers
+        for batch in stream_photos(todo, loaded.preprocessing, args.batch_size, readers, max_side):
             for failure in batch.failures:
                 manifest.add_failure(str(failure.path), failure.reason)
                 tqdm.write(f"camlens: skipped {failure}", file=sys.stderr)
@@ -281,9 +286,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=int,
                         help="threads that read and preprocess photos ahead of the model; 0 reads in the main thread "
-                             "(default: %(default)s)")
+                             "(default: 2); with --engine ray, the actors explaining (default: 1)")
     parser.add_argument("--max-side", type=int, default=DISPLAY_MAX_SIDE, metavar="PX",
                         help="longest side of the pictures written; larger photos are scaled down, 0 keeps their "
                              "own size (default: %(default)s)")
@@ -298,4 +303,5 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                              "retry those that failed (the settings must be the same)")
     parser.add_argument("--boxes", action="store_true",
                         help="draw on each overlay the box around the map's largest region above 15%% of its max")
+    add_engine_options(parser, workers=False)
     parser.set_defaults(run=run)

@@ -37,7 +37,7 @@ from .protocol import Protocol, settle_protocol
 from .report import write_report
 from .summary import Summary, summarize
 
-__all__ = ["check_groups", "check_dataset", "evaluate", "default_batch_size"]
+__all__ = ["check_groups", "check_dataset", "evaluate", "evaluator", "default_batch_size"]
 
 
 def check_groups(groups: Sequence[str]) -> None:
@@ -207,6 +207,22 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     return summary
 
 
+def evaluator(model: LoadedModel, methods: Sequence[str], *, groups: Sequence[str] = ("faithfulness", "axioms"),
+              layer: str | None = None, protocol: Protocol = Protocol(), batch_size: int | None = None,
+              options: dict | None = None) -> _Step:
+    """What :func:`evaluate` does for each group of images, as a callable of its own: records of a
+    list of samples (``step(samples)``), or of samples already read and preprocessed
+    (``step.measure(samples, images, sizes)``); for workers of a distributed run, which build one
+    per model and feed it the batches their readers made. No files are written (no diagnosis)."""
+    check_groups(groups)
+    methods, groups = tuple(methods), tuple(groups)
+    device = model_device(model.model) or torch.device("cpu")
+    scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
+    step = _Step(model, scorer, methods, methods, layer or model.layer, groups, protocol,
+                 batch_size or default_batch_size(device), False, Path("."), options, device, False)
+    return step.doing(methods, groups)
+
+
 def completed(records: Sequence[dict]) -> dict[tuple[str, str], set[str]]:
     """Per (image id, method), the metric groups its records hold; records of an image that
     failed count for nothing (a resumed run tries it again)."""
@@ -259,28 +275,42 @@ class _Step:
             try:
                 read.append((sample, read_image(sample.path)))
             except ImageReadError as error:  # recorded, so that a resumed run does not retry it forever
-                records += [{"id": sample.id, "method": m, "error": str(error), "groups": []} for m in self.methods]
+                records += self.failed(sample, str(error))
         if not read:
             return records
-        images = torch.stack([self.model.preprocessing(original) for _, original in read]).to(self.device)
+        images = torch.stack([self.model.preprocessing(original) for _, original in read])
+        return records + self.measure([s for s, _ in read], images, [o.size for _, o in read], [o for _, o in read])
+
+    def failed(self, sample: Sample, reason: str) -> list[dict]:
+        """The records of a sample whose image could not be read."""
+        return [{"id": sample.id, "method": m, "error": reason, "groups": []} for m in self.methods]
+
+    def measure(self, samples: Sequence[Sample], images: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                originals: Sequence | None = None) -> list[dict]:
+        """The records of ``samples`` from their preprocessed ``images`` (B, C, H, W) and the
+        sizes (width, height) of their files; ``originals`` (the photos) only for diagnosis
+        pictures. Distributed runs call this on images their readers preprocessed."""
+        images = images.to(self.device)
         locating = "localization" in self.groups
         predicted = self.explain(images, TopK(5) if locating else None)
         top1 = [int(e.targets[0]) for e in predicted]
-        truths: list[Explanation | None] = [None] * len(read)
-        wanted = [i for i, (sample, _) in enumerate(read)
+        truths: list[Explanation | None] = [None] * len(samples)
+        wanted = [i for i, sample in enumerate(samples)
                   if sample.label is not None and (locating or (self.diagnose and top1[i] != sample.label))]
         if wanted:
-            for i, truth in zip(wanted, self.explain(images[wanted], [read[i][0].label for i in wanted])):
+            for i, truth in zip(wanted, self.explain(images[wanted], [samples[i].label for i in wanted])):
                 truths[i] = truth
         measures = self.scorer is not None and {"faithfulness", "occlusion"} & set(self.groups)
         faithful = (_faithfulness(self.scorer, images, predicted, self.methods, self.protocol, self.batch_size,
-                                  "occlusion" in self.groups) if measures else [{}] * len(read))
-        for i, (sample, original) in enumerate(read):
-            records += self._records(sample, original, predicted[i], truths[i], faithful[i], top1[i])
+                                  "occlusion" in self.groups) if measures else [{}] * len(samples))
+        records = []
+        for i, sample in enumerate(samples):
+            original = originals[i] if originals is not None else None
+            records += self._records(sample, sizes[i], original, predicted[i], truths[i], faithful[i], top1[i])
         return records
 
-    def _records(self, sample: Sample, original, predicted: Explanation, truth: Explanation | None,
-                 faithful: dict[str, dict], top1: int) -> list[dict]:
+    def _records(self, sample: Sample, size: tuple[int, int], original, predicted: Explanation,
+                 truth: Explanation | None, faithful: dict[str, dict], top1: int) -> list[dict]:
         records = {m: {"id": sample.id, "method": m, "label": sample.label, "predicted": top1,
                        "groups": list(self.groups)} | faithful.get(m, {}) for m in self.methods}
         locating = "localization" in self.groups
@@ -291,8 +321,7 @@ class _Step:
             if "shapley" in self.groups:
                 records[m].update(_shapley(predicted, m))
             if locating:
-                records[m].update(_localization(sample, original.size, self.model, predicted, truth, m, mask,
-                                                self.protocol))
-        if self.diagnose and truth is not None and top1 != sample.label:
+                records[m].update(_localization(sample, size, self.model, predicted, truth, m, mask, self.protocol))
+        if self.diagnose and truth is not None and top1 != sample.label and original is not None:
             _diagnosis(self.out / "diagnosis", sample, original, self.model, predicted, truth, self.methods)
         return list(records.values())

@@ -1,0 +1,153 @@
+"""``explain`` and ``evaluate`` over a dataset on Ray Data.
+
+The pipeline: the photos' paths (and labels and boxes) as rows → ``map_batches`` CPU tasks read
+and preprocess them → an actor pool explains or evaluates them, each actor building the model
+once from a *factory* (a model is not pickled per task) → the driver writes the rows as Parquet
+shards as they arrive (:mod:`~camlens.distributed.shards`). The driver writes, not the workers,
+so that no shared file system is needed and each shard is whole or absent: a killed run resumes
+from the ids its shards hold, computing nothing twice and losing nothing. An actor that dies is
+restarted by Ray and the batch it held retried: Ray Data's own retry options for actor pools
+(``max_restarts=-1``, ``max_task_retries=-1``: without limit, for system failures — a worker
+process killed or lost — while an exception in camlens's code fails the run at once).
+
+``address=None`` starts a local Ray for the run (and stops it after); ``"auto"`` or
+``"ray://host:10001"`` joins a running cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..data import Sample
+from ..evaluate.protocol import Protocol
+from ..models import LoadedModel
+from .shards import RunSettings, Shards
+from .workers import EVALUATE_COLUMNS, EXPLAIN_COLUMNS, EvaluateWorker, ExplainWorker, read_photos, sample_row
+
+__all__ = ["RayRun", "explain_on_ray", "evaluate_on_ray"]
+
+
+@dataclass(frozen=True)
+class RayRun:
+    """What a run did: its output folder, the photos done (before and in this run), the photos
+    that failed (id → reason), and the rows this run wrote."""
+
+    out: Path
+    done: int
+    failures: dict[str, str]
+    rows: int
+    columns: dict[str, str]
+
+    def table(self):
+        """All of the run's rows (earlier runs' included), as a ``pyarrow.Table``."""
+        return Shards(self.out / "shards", self.columns).table()
+
+
+def _ray(address: str | None, workers: int, gpus: float):
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise ImportError("distributed runs need Ray: pip install 'camlens[ray]'") from error
+    started = False
+    if not ray.is_initialized():
+        options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if address is None:  # a local Ray with a CPU per worker, and one for the readers
+            ray.init(num_cpus=max(2, workers + 1), num_gpus=int(gpus * workers + 0.999) or None, **options)
+        else:
+            ray.init(address=address, **options)
+        started = True
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    return ray, started
+
+
+def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: type, worker_options: dict,
+         columns: dict[str, str], *,
+         address: str | None, workers: int, gpus_per_worker: float, batch_size: int, resume: bool,
+         progress: bool) -> RayRun:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in (out / "shards").glob("part-*.parquet"):
+            stale.unlink()
+    run = RunSettings(out, settings, resume)
+    shards = Shards(out / "shards", columns)
+    todo = [row for row in rows if row["id"] not in shards.done]
+    written = 0
+    if todo:
+        ray, started = _ray(address, workers, gpus_per_worker)
+        try:
+            pipeline = (ray.data.from_items(todo)
+                        .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=batch_size,
+                                     num_cpus=1)
+                        .map_batches(worker, fn_constructor_kwargs=worker_options, batch_size=batch_size,
+                                     compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+                                     num_gpus=gpus_per_worker or None))
+            with tqdm(total=len(todo), desc="explaining on Ray" if worker is ExplainWorker else "evaluating on Ray",
+                      unit="photo", file=sys.stderr, disable=not progress) as bar:
+                for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    found = batch.to_pylist()
+                    if not found:
+                        continue
+                    shards.write(found)
+                    written += len(found)
+                    bar.update(len({row["id"] for row in found}))
+        finally:
+            if started:
+                ray.shutdown()
+    failures = {row["id"]: row["error"] for row in shards.table(["id", "error"]).to_pylist() if row["error"]}
+    run.write({"state": "done", "photos": len(shards.done), "rows_this_run": written, "failures": failures,
+               "shards": [p.name for p in shards.paths()]})
+    return RayRun(out, len(shards.done), failures, written, columns)
+
+
+def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Path], out: str | Path, *,
+                   methods: Sequence[str] = ("gradcam",), target: Sequence[str] = ("top1",), layer: str = "auto",
+                   address: str | None = None, workers: int = 1, gpus_per_worker: float = 0, batch_size: int = 8,
+                   resume: bool = True, progress: bool = True, settings: dict | None = None) -> RayRun:
+    """Explain ``images`` (files) on Ray: ``workers`` actors each build the model with
+    ``factory()`` (e.g. ``functools.partial(camlens.load, "efficientnet-lite0")``) and explain
+    batches of ``batch_size`` photos for ``target`` (``topK``, or class names or indices) with
+    ``methods`` at ``layer``. Rows — one per (image, class, method): ``id`` (the file), ``class``,
+    ``class_name``, ``score``, ``probability``, ``method``, ``layer``, ``map`` (float16 at the
+    layer's resolution, flattened; ``map_shape``), ``worker``, ``error`` — go to
+    ``out/shards/*.parquet``; ``out/run.json`` records the settings and the outcome. A run in
+    ``out`` is resumed (``resume=False`` starts over). ``settings``: more to record (the model's
+    name, for one)."""
+    loaded = factory()
+    rows = [{"id": str(path), "path": str(path)} for path in dict.fromkeys(str(p) for p in images)]
+    recorded = {"kind": "explain", "model": loaded.name, "layer": layer, "methods": list(methods),
+                "target": list(target), **(settings or {})}
+    options = {"factory": factory, "layer": layer, "methods": tuple(methods), "target": tuple(target),
+               "device": "cuda" if gpus_per_worker else "cpu"}
+    return _run(Path(out), recorded, rows, loaded.preprocessing, ExplainWorker, options, EXPLAIN_COLUMNS,
+                address=address,
+                workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size, resume=resume,
+                progress=progress)
+
+
+def evaluate_on_ray(factory: Callable[[], LoadedModel], samples: Sequence[Sample], out: str | Path, *,
+                    methods: Sequence[str], groups: Sequence[str] = ("faithfulness", "axioms"),
+                    protocol: Protocol = Protocol(), layer: str | None = None, address: str | None = None,
+                    workers: int = 1, gpus_per_worker: float = 0, batch_size: int = 8, resume: bool = True,
+                    progress: bool = True, settings: dict | None = None) -> RayRun:
+    """:func:`camlens.evaluate.evaluate` on Ray: the same records (``record``, the JSON of the
+    single-process record), one row per (image, method), in ``out/shards/*.parquet``."""
+    loaded = factory()
+    rows = [sample_row(sample) for sample in samples]
+    recorded = {"kind": "evaluate", "model": loaded.name, "layer": layer or loaded.layer, "methods": list(methods),
+                "groups": list(groups), "protocol": dataclasses.asdict(protocol), **(settings or {})}
+    options = {"factory": factory, "methods": tuple(methods), "groups": tuple(groups), "protocol": protocol,
+               "layer": layer, "device": "cuda" if gpus_per_worker else "cpu"}
+    return _run(Path(out), recorded, rows, loaded.preprocessing, EvaluateWorker, options, EVALUATE_COLUMNS,
+                address=address,
+                workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size, resume=resume,
+                progress=progress)

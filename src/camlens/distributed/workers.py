@@ -1,0 +1,154 @@
+"""What runs on Ray's workers: reading and preprocessing photos (CPU tasks), and explaining or
+evaluating them (actors that build the model once, from a factory).
+
+Batches are dicts of numpy columns, as ``Dataset.map_batches`` passes them. A photo that cannot
+be read keeps its row, with its reason in ``error``; the actors turn it into a failure row and
+go on. Each output row names the process that made it (``worker``), which shows a retried batch."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import ImageReadError, Sample, read_image
+from ..data.preprocessing import Preprocessing
+from ..engine.modelstate import resolve_device
+from ..evaluate.protocol import Protocol
+from ..evaluate.runner import evaluator
+from ..explain import explain
+from ..models import LoadedModel
+from ..models.loaded import row_probability
+
+__all__ = ["read_photos", "ExplainWorker", "EvaluateWorker", "sample_row", "sample_of", "EXPLAIN_COLUMNS",
+           "EVALUATE_COLUMNS"]
+
+
+def sample_row(sample: Sample) -> dict:
+    """A :class:`Sample` as a row of plain values (Ray Data carries it as JSON)."""
+    return {"id": sample.id, "path": str(sample.path), "sample": json.dumps(
+        {"path": str(sample.path), "label": sample.label, "boxes": [[c, list(b)] for c, b in sample.boxes],
+         "mask": str(sample.mask) if sample.mask else None, "id": sample.id})}
+
+
+def sample_of(text: str) -> Sample:
+    found = json.loads(text)
+    return Sample(Path(found["path"]), found["label"], tuple((c, tuple(b)) for c, b in found["boxes"]),
+                  Path(found["mask"]) if found["mask"] else None, found["id"])
+
+
+def read_photos(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> dict[str, np.ndarray]:
+    """Rows with a ``path`` → the same rows with ``pixels`` (the model's input, C×H×W float32),
+    the file's ``width`` and ``height``, and ``error`` (empty where the photo was read)."""
+    pixels, widths, heights, errors = [], [], [], []
+    blank = np.zeros((3, preprocessing.crop, preprocessing.crop), dtype=np.float32)
+    for path in batch["path"]:
+        try:
+            image = read_image(str(path))
+        except ImageReadError as error:
+            pixels.append(blank)
+            widths.append(0)
+            heights.append(0)
+            errors.append(str(error))
+            continue
+        pixels.append(preprocessing(image).numpy())
+        widths.append(image.width)
+        heights.append(image.height)
+        errors.append("")
+    return {**batch, "pixels": np.stack(pixels), "width": np.array(widths), "height": np.array(heights),
+            "error": np.array(errors, dtype=object)}
+
+
+class _ModelWorker:
+    """An actor's model: built once by ``factory`` (a picklable callable returning a
+    :class:`LoadedModel`), on ``device``."""
+
+    def __init__(self, factory: Callable[[], LoadedModel], device: str):
+        self.device = resolve_device(device)
+        loaded = factory()
+        loaded.model.to(self.device)
+        self.loaded = loaded
+        self.pid = os.getpid()
+
+    def _images(self, batch: dict[str, np.ndarray], ok: Sequence[int]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([batch["pixels"][i] for i in ok])).to(self.device)
+
+
+# the shards' columns and their Arrow types (pyarrow's names)
+EXPLAIN_COLUMNS = {"id": "string", "file": "string", "class": "int64", "class_name": "string", "score": "float64",
+                   "probability": "float64", "method": "string", "layer": "string", "map": "list<float16>",
+                   "map_shape": "list<int64>", "worker": "int64", "error": "string"}
+EVALUATE_COLUMNS = {"id": "string", "method": "string", "class": "int64", "record": "string", "worker": "int64",
+                    "error": "string"}
+
+
+class ExplainWorker(_ModelWorker):
+    """Explains a batch of read photos: one row per (image, class, method) with the class, its
+    score and probability, and the map at the layer's resolution (float16, flattened, with its
+    shape); one row per photo that could not be read, with its reason."""
+
+    def __init__(self, factory: Callable[[], LoadedModel], layer: str, methods: Sequence[str], target: Sequence[str],
+                 device: str = "cpu"):
+        super().__init__(factory, device)
+        self.layer = self.loaded.layer if layer == "auto" else layer
+        self.methods = tuple(methods)
+        self.target = self.loaded.class_target(list(target))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = {column: [] for column in EXPLAIN_COLUMNS}
+
+        def add(**values) -> None:
+            for column in EXPLAIN_COLUMNS:
+                rows[column].append(values.get(column))
+
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        for i, error in enumerate(batch["error"]):
+            if error:
+                add(id=str(batch["id"][i]), file=str(batch["path"][i]), worker=self.pid, error=str(error))
+        if not ok:
+            return rows
+        explanation = explain(self.loaded.model, self._images(batch, ok), layer=self.layer, methods=self.methods,
+                              target=self.target)
+        self.layer = explanation.layer  # "auto" resolved once, on the first batch
+        for row in range(len(explanation)):
+            offset = int(explanation.image_index[row])
+            i = ok[offset]
+            _, probabilities = self.loaded.predictions(explanation.outputs, offset)
+            cls = int(explanation.targets[row])
+            for method in self.methods:
+                layer_map = explanation.layer_maps[method][row].detach().cpu()
+                add(id=str(batch["id"][i]), file=str(batch["path"][i]), **{"class": cls},
+                    class_name=self.loaded.class_names[cls] if cls >= 0 else "target",
+                    score=float(explanation.scores[row]), probability=row_probability(probabilities, cls),
+                    method=method, layer=explanation.layer, map=layer_map.half().flatten().tolist(),
+                    map_shape=list(layer_map.shape), worker=self.pid, error=None)
+        return rows
+
+
+class EvaluateWorker(_ModelWorker):
+    """Evaluates a batch of read photos with :func:`camlens.evaluate.runner.evaluator`: one row
+    per (image, method) holding the single-process record (``record``, JSON) and its class."""
+
+    def __init__(self, factory: Callable[[], LoadedModel], methods: Sequence[str], groups: Sequence[str],
+                 protocol: Protocol, layer: str | None = None, batch_size: int | None = None, device: str = "cpu"):
+        super().__init__(factory, device)
+        self.step = evaluator(self.loaded, methods, groups=groups, layer=layer, protocol=protocol,
+                              batch_size=batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        samples = [sample_of(text) for text in batch["sample"]]
+        records = []
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        for i, error in enumerate(batch["error"]):
+            if error:
+                records += self.step.failed(samples[i], str(error))
+        if ok:
+            sizes = [(int(batch["width"][i]), int(batch["height"][i])) for i in ok]
+            records += self.step.measure([samples[i] for i in ok], self._images(batch, ok), sizes)
+        return {"id": [r["id"] for r in records], "method": [r["method"] for r in records],
+                "class": [r.get("label") for r in records], "record": [json.dumps(r) for r in records],
+                "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]}
