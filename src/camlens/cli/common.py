@@ -117,6 +117,8 @@ def add_engine_options(parser: argparse.ArgumentParser, workers: bool = True) ->
     if workers:
         group.add_argument("--workers", type=int,
                            help="with --engine ray: actors, each with its own copy of the model (default: 1)")
+    group.add_argument("--cpus-per-worker", type=int, default=1,
+                       help="with --engine ray: CPUs (and torch threads) each actor reserves (default: %(default)s)")
     group.add_argument("--gpus-per-worker", type=float, default=0,
                        help="with --engine ray: GPUs each actor reserves; > 0 runs the model on CUDA (default: 0)")
 
@@ -126,9 +128,12 @@ def ray_options(args: argparse.Namespace) -> dict:
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 with --engine ray, not {workers}")
+    if args.cpus_per_worker < 1:
+        raise UsageError(f"--cpus-per-worker must be at least 1, not {args.cpus_per_worker}")
     if args.gpus_per_worker < 0:
         raise UsageError(f"--gpus-per-worker must be at least 0, not {args.gpus_per_worker}")
-    return {"address": args.address, "workers": workers, "gpus_per_worker": args.gpus_per_worker}
+    return {"address": args.address, "workers": workers, "cpus_per_worker": args.cpus_per_worker,
+            "gpus_per_worker": args.gpus_per_worker}
 
 
 def model_factory(args: argparse.Namespace) -> Callable[[], LoadedModel]:

@@ -69,7 +69,8 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
         raise UsageError(str(error)) from None
     try:
         done = evaluate_on_ray(factory, samples, Path(args.out), methods=methods, groups=groups, protocol=protocol,
-                               layer=None if args.layer == "auto" else args.layer, batch_size=args.batch_size or 8,
+                               layer=None if args.layer == "auto" else args.layer, batch_size=args.batch_size,
+                               images_per_step=args.images_per_step,
                                resume=not args.restart, settings={"weights": args.weights, "fit": args.fit}, **options)
     except (SettingsMismatch, LayerError) as error:
         raise usage_error(error, args.model) from None

@@ -28,7 +28,15 @@ from ..data import Sample
 from ..evaluate.protocol import Protocol
 from ..models import LoadedModel
 from .shards import RunSettings, Shards
-from .workers import EVALUATE_COLUMNS, EXPLAIN_COLUMNS, EvaluateWorker, ExplainWorker, read_photos, sample_row
+from .workers import (
+    EVALUATE_COLUMNS,
+    EXPLAIN_COLUMNS,
+    EvaluateWorker,
+    ExplainWorker,
+    chunk_rows,
+    read_photos,
+    sample_row,
+)
 
 __all__ = ["RayRun", "explain_on_ray", "evaluate_on_ray"]
 
@@ -49,7 +57,7 @@ class RayRun:
         return Shards(self.out / "shards", self.columns).table()
 
 
-def _ray(address: str | None, workers: int, gpus: float):
+def _ray(address: str | None, workers: int, cpus: int, gpus: float):
     try:
         import ray
         import ray.data
@@ -58,8 +66,8 @@ def _ray(address: str | None, workers: int, gpus: float):
     started = False
     if not ray.is_initialized():
         options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-        if address is None:  # a local Ray with a CPU per worker, and one for the readers
-            ray.init(num_cpus=max(2, workers + 1), num_gpus=int(gpus * workers + 0.999) or None, **options)
+        if address is None:  # a local Ray with the workers' CPUs, and one for the readers
+            ray.init(num_cpus=workers * cpus + 1, num_gpus=int(gpus * workers + 0.999) or None, **options)
         else:
             ray.init(address=address, **options)
         started = True
@@ -71,8 +79,8 @@ def _ray(address: str | None, workers: int, gpus: float):
 
 def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: type, worker_options: dict,
          columns: dict[str, str], *,
-         address: str | None, workers: int, gpus_per_worker: float, batch_size: int, resume: bool,
-         progress: bool) -> RayRun:
+         address: str | None, workers: int, cpus_per_worker: int, gpus_per_worker: float, batch_size: int,
+         resume: bool, progress: bool) -> RayRun:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -81,15 +89,17 @@ def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: typ
     run = RunSettings(out, settings, resume)
     shards = Shards(out / "shards", columns)
     todo = [row for row in rows if row["id"] not in shards.done]
+    chunks = chunk_rows(todo, batch_size) if todo else []
     written = 0
     if todo:
-        ray, started = _ray(address, workers, gpus_per_worker)
+        ray, started = _ray(address, workers, cpus_per_worker, gpus_per_worker)
         try:
-            pipeline = (ray.data.from_items(todo)
-                        .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=batch_size,
+            pipeline = (ray.data.from_items(chunks)
+                        .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=1,
                                      num_cpus=1)
-                        .map_batches(worker, fn_constructor_kwargs=worker_options, batch_size=batch_size,
-                                     compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+                        .map_batches(worker, fn_constructor_kwargs={**worker_options, "threads": cpus_per_worker},
+                                     batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+                                     num_cpus=cpus_per_worker,
                                      num_gpus=gpus_per_worker or None))
             with tqdm(total=len(todo), desc="explaining on Ray" if worker is ExplainWorker else "evaluating on Ray",
                       unit="photo", file=sys.stderr, disable=not progress) as bar:
@@ -111,12 +121,15 @@ def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: typ
 
 def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Path], out: str | Path, *,
                    methods: Sequence[str] = ("gradcam",), target: Sequence[str] = ("top1",), layer: str = "auto",
-                   address: str | None = None, workers: int = 1, gpus_per_worker: float = 0, batch_size: int = 8,
-                   resume: bool = True, progress: bool = True, settings: dict | None = None) -> RayRun:
+                   address: str | None = None, workers: int = 1, cpus_per_worker: int = 1, gpus_per_worker: float = 0,
+                   batch_size: int = 8, resume: bool = True, progress: bool = True,
+                   settings: dict | None = None) -> RayRun:
     """Explain ``images`` (files) on Ray: ``workers`` actors each build the model with
     ``factory()`` (e.g. ``functools.partial(camlens.load, "efficientnet-lite0")``) and explain
     batches of ``batch_size`` photos for ``target`` (``topK``, or class names or indices) with
-    ``methods`` at ``layer``. Rows — one per (image, class, method): ``id`` (the file), ``class``,
+    ``methods`` at ``layer``, with ``cpus_per_worker`` threads each (the numbers equal a single
+    process's to the last bit for the same batches and thread count; across thread counts they
+    differ in float32's last bits). Rows — one per (image, class, method): ``id`` (the file), ``class``,
     ``class_name``, ``score``, ``probability``, ``method``, ``layer``, ``map`` (float16 at the
     layer's resolution, flattened; ``map_shape``), ``worker``, ``error`` — go to
     ``out/shards/*.parquet``; ``out/run.json`` records the settings and the outcome. A run in
@@ -129,25 +142,26 @@ def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Pa
     options = {"factory": factory, "layer": layer, "methods": tuple(methods), "target": tuple(target),
                "device": "cuda" if gpus_per_worker else "cpu"}
     return _run(Path(out), recorded, rows, loaded.preprocessing, ExplainWorker, options, EXPLAIN_COLUMNS,
-                address=address,
-                workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size, resume=resume,
-                progress=progress)
+                address=address, workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                batch_size=batch_size, resume=resume, progress=progress)
 
 
 def evaluate_on_ray(factory: Callable[[], LoadedModel], samples: Sequence[Sample], out: str | Path, *,
                     methods: Sequence[str], groups: Sequence[str] = ("faithfulness", "axioms"),
                     protocol: Protocol = Protocol(), layer: str | None = None, address: str | None = None,
-                    workers: int = 1, gpus_per_worker: float = 0, batch_size: int = 8, resume: bool = True,
-                    progress: bool = True, settings: dict | None = None) -> RayRun:
+                    workers: int = 1, cpus_per_worker: int = 1, gpus_per_worker: float = 0, images_per_step: int = 8,
+                    batch_size: int | None = None, resume: bool = True, progress: bool = True,
+                    settings: dict | None = None) -> RayRun:
     """:func:`camlens.evaluate.evaluate` on Ray: the same records (``record``, the JSON of the
-    single-process record), one row per (image, method), in ``out/shards/*.parquet``."""
+    single-process record), one row per (image, method), in ``out/shards/*.parquet``. Images
+    are explained ``images_per_step`` together and the metrics' forward passes go ``batch_size``
+    images at a time, as in :func:`~camlens.evaluate.evaluate`."""
     loaded = factory()
     rows = [sample_row(sample) for sample in samples]
     recorded = {"kind": "evaluate", "model": loaded.name, "layer": layer or loaded.layer, "methods": list(methods),
                 "groups": list(groups), "protocol": dataclasses.asdict(protocol), **(settings or {})}
     options = {"factory": factory, "methods": tuple(methods), "groups": tuple(groups), "protocol": protocol,
-               "layer": layer, "device": "cuda" if gpus_per_worker else "cpu"}
+               "layer": layer, "batch_size": batch_size, "device": "cuda" if gpus_per_worker else "cpu"}
     return _run(Path(out), recorded, rows, loaded.preprocessing, EvaluateWorker, options, EVALUATE_COLUMNS,
-                address=address,
-                workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size, resume=resume,
-                progress=progress)
+                address=address, workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                batch_size=images_per_step, resume=resume, progress=progress)

@@ -24,7 +24,7 @@ from ..explain import explain
 from ..models import LoadedModel
 from ..models.loaded import row_probability
 
-__all__ = ["read_photos", "ExplainWorker", "EvaluateWorker", "sample_row", "sample_of", "EXPLAIN_COLUMNS",
+__all__ = ["read_photos", "chunk_rows", "ExplainWorker", "EvaluateWorker", "sample_row", "sample_of", "EXPLAIN_COLUMNS",
            "EVALUATE_COLUMNS"]
 
 
@@ -42,40 +42,68 @@ def sample_of(text: str) -> Sample:
 
 
 def read_photos(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """Rows with a ``path`` → the same rows with ``pixels`` (the model's input, C×H×W float32),
-    the file's ``width`` and ``height``, and ``error`` (empty where the photo was read)."""
-    pixels, widths, heights, errors = [], [], [], []
+    """Chunks of photos (a row per chunk: ``path``, a list of files) → the same chunks with
+    ``pixels`` (their model inputs, B×C×H×W float32), the files' ``width`` and ``height``, and
+    ``error`` (empty where the photo was read; a blank input stands in for one that was not).
+
+    A chunk is the batch the model will explain, fixed by the driver: explaining the same photos
+    together as a single process does gives the same numbers to the last bit, which batches Ray
+    formed on its own would not."""
     blank = np.zeros((3, preprocessing.crop, preprocessing.crop), dtype=np.float32)
-    for path in batch["path"]:
-        try:
-            image = read_image(str(path))
-        except ImageReadError as error:
-            pixels.append(blank)
-            widths.append(0)
-            heights.append(0)
-            errors.append(str(error))
-            continue
-        pixels.append(preprocessing(image).numpy())
-        widths.append(image.width)
-        heights.append(image.height)
-        errors.append("")
-    return {**batch, "pixels": np.stack(pixels), "width": np.array(widths), "height": np.array(heights),
-            "error": np.array(errors, dtype=object)}
+    chunks: dict[str, list] = {"pixels": [], "width": [], "height": [], "error": []}
+    for paths in batch["path"]:
+        pixels, widths, heights, errors = [], [], [], []
+        for path in paths:
+            try:
+                image = read_image(str(path))
+            except ImageReadError as error:
+                pixels.append(blank)
+                widths.append(0)
+                heights.append(0)
+                errors.append(str(error))
+                continue
+            pixels.append(preprocessing(image).numpy())
+            widths.append(image.width)
+            heights.append(image.height)
+            errors.append("")
+        for column, values in zip(chunks, (np.stack(pixels), widths, heights, errors)):
+            chunks[column].append(values)
+    return {**batch, **{column: _column(values) for column, values in chunks.items()}}
+
+
+def _column(values: list) -> np.ndarray:
+    """A column of per-chunk values (lists or arrays of different lengths) as Ray Data takes it."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def chunk_rows(rows: Sequence[dict], size: int) -> list[dict]:
+    """Rows of photos → rows of chunks of ``size`` photos, each column a list."""
+    return [{key: [row[key] for row in rows[start:start + size]] for key in rows[0]}
+            for start in range(0, len(rows), size)]
 
 
 class _ModelWorker:
     """An actor's model: built once by ``factory`` (a picklable callable returning a
-    :class:`LoadedModel`), on ``device``."""
+    :class:`LoadedModel`), on ``device``, with ``threads`` CPU threads (the CPUs the actor
+    reserved: a float32 sum's order, and so its last bits, depends on the thread count)."""
 
-    def __init__(self, factory: Callable[[], LoadedModel], device: str):
+    def __init__(self, factory: Callable[[], LoadedModel], device: str, threads: int = 1):
+        torch.set_num_threads(threads)
         self.device = resolve_device(device)
         loaded = factory()
         loaded.model.to(self.device)
         self.loaded = loaded
         self.pid = os.getpid()
 
-    def _images(self, batch: dict[str, np.ndarray], ok: Sequence[int]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([batch["pixels"][i] for i in ok])).to(self.device)
+    def _images(self, chunk: dict, ok: Sequence[int]) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(chunk["pixels"])[ok])).to(self.device)
+
+
+def _chunks(batch: dict[str, np.ndarray]) -> list[dict]:
+    """The chunks of a batch of chunk rows, each a dict of its columns."""
+    return [{column: values[i] for column, values in batch.items()} for i in range(len(batch["path"]))]
 
 
 # the shards' columns and their Arrow types (pyarrow's names)
@@ -92,15 +120,19 @@ class ExplainWorker(_ModelWorker):
     shape); one row per photo that could not be read, with its reason."""
 
     def __init__(self, factory: Callable[[], LoadedModel], layer: str, methods: Sequence[str], target: Sequence[str],
-                 device: str = "cpu"):
-        super().__init__(factory, device)
+                 device: str = "cpu", threads: int = 1):
+        super().__init__(factory, device, threads)
         self.layer = self.loaded.layer if layer == "auto" else layer
         self.methods = tuple(methods)
         self.target = self.loaded.class_target(list(target))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = {column: [] for column in EXPLAIN_COLUMNS}
+        for chunk in _chunks(batch):
+            self._explain(chunk, rows)
+        return rows
 
+    def _explain(self, batch: dict, rows: dict[str, list]) -> None:
         def add(**values) -> None:
             for column in EXPLAIN_COLUMNS:
                 rows[column].append(values.get(column))
@@ -110,7 +142,7 @@ class ExplainWorker(_ModelWorker):
             if error:
                 add(id=str(batch["id"][i]), file=str(batch["path"][i]), worker=self.pid, error=str(error))
         if not ok:
-            return rows
+            return
         explanation = explain(self.loaded.model, self._images(batch, ok), layer=self.layer, methods=self.methods,
                               target=self.target)
         self.layer = explanation.layer  # "auto" resolved once, on the first batch
@@ -126,7 +158,6 @@ class ExplainWorker(_ModelWorker):
                     score=float(explanation.scores[row]), probability=row_probability(probabilities, cls),
                     method=method, layer=explanation.layer, map=layer_map.half().flatten().tolist(),
                     map_shape=list(layer_map.shape), worker=self.pid, error=None)
-        return rows
 
 
 class EvaluateWorker(_ModelWorker):
@@ -134,21 +165,23 @@ class EvaluateWorker(_ModelWorker):
     per (image, method) holding the single-process record (``record``, JSON) and its class."""
 
     def __init__(self, factory: Callable[[], LoadedModel], methods: Sequence[str], groups: Sequence[str],
-                 protocol: Protocol, layer: str | None = None, batch_size: int | None = None, device: str = "cpu"):
-        super().__init__(factory, device)
+                 protocol: Protocol, layer: str | None = None, batch_size: int | None = None, device: str = "cpu",
+                 threads: int = 1):
+        super().__init__(factory, device, threads)
         self.step = evaluator(self.loaded, methods, groups=groups, layer=layer, protocol=protocol,
                               batch_size=batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        samples = [sample_of(text) for text in batch["sample"]]
         records = []
-        ok = [i for i, error in enumerate(batch["error"]) if not error]
-        for i, error in enumerate(batch["error"]):
-            if error:
-                records += self.step.failed(samples[i], str(error))
-        if ok:
-            sizes = [(int(batch["width"][i]), int(batch["height"][i])) for i in ok]
-            records += self.step.measure([samples[i] for i in ok], self._images(batch, ok), sizes)
+        for chunk in _chunks(batch):
+            samples = [sample_of(text) for text in chunk["sample"]]
+            ok = [i for i, error in enumerate(chunk["error"]) if not error]
+            for i, error in enumerate(chunk["error"]):
+                if error:
+                    records += self.step.failed(samples[i], str(error))
+            if ok:
+                sizes = [(int(chunk["width"][i]), int(chunk["height"][i])) for i in ok]
+                records += self.step.measure([samples[i] for i in ok], self._images(chunk, ok), sizes)
         return {"id": [r["id"] for r in records], "method": [r["method"] for r in records],
                 "class": [r.get("label") for r in records], "record": [json.dumps(r) for r in records],
                 "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]}

@@ -1,0 +1,73 @@
+"""Photos per second of ``camlens explain`` in one process and on Ray Data with 1 and 2 workers,
+on this machine, side by side in one run (issue 19). Each variant explains the same photos with
+the same model, methods and batch size, and is timed from the command's start to its end as a
+fresh process, so Ray's start-up (a local cluster, actors that each load the model) is counted
+as a user pays it.
+
+    python benchmarks/bench_ray.py --photos 200            # ImageNet photos of the shared data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CAMLENS_DATA", ROOT.parent / "shared" / "data"))
+
+
+def timed(arguments: list[str]) -> float:
+    environment = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "camlens", *arguments], env=environment, capture_output=True,
+                          text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"camlens {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--methods", default="gradcam,layercam")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    source = DATA / "imagenet_sample_1000"
+    photos = sorted(source.glob("*.JPEG"))[: args.photos]
+    if not photos:
+        raise SystemExit(f"no photos in {source} (set CAMLENS_DATA)")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        listing = folder / "photos.csv"
+        listing.write_text("file\n" + "\n".join(str(p) for p in photos) + "\n")
+        common = [str(listing), "--methods", args.methods, "--batch-size", str(args.batch_size)]
+        variants = {
+            "one process (overlays, grids, report)": ["explain", *common, "--out", str(folder / "local")],
+            "Ray, 1 worker (Parquet rows)": ["explain", *common, "--engine", "ray", "--workers", "1",
+                                             "--out", str(folder / "ray1")],
+            "Ray, 2 workers (Parquet rows)": ["explain", *common, "--engine", "ray", "--workers", "2",
+                                              "--out", str(folder / "ray2")],
+        }
+        seconds = {name: timed(arguments) for name, arguments in variants.items()}
+        rows = {name: json.loads((folder / out / "run.json").read_text())["photos"]
+                for name, out in zip(list(variants)[1:], ("ray1", "ray2"))}
+        shutil.rmtree(folder / "local", ignore_errors=True)
+    base = seconds["one process (overlays, grids, report)"]
+    print(f"{len(photos)} ImageNet photos, EfficientNet-Lite0, {args.methods}, batch {args.batch_size}, "
+          f"{os.cpu_count()} CPU cores; wall time of the whole command")
+    print(f"{'':40s} {'seconds':>8s} {'photos/s':>9s} {'vs one process':>15s}")
+    for name, elapsed in seconds.items():
+        print(f"{name:40s} {elapsed:8.1f} {len(photos) / elapsed:9.2f} {base / elapsed:14.2f}×")
+    assert all(count == len(photos) for count in rows.values()), rows
+
+
+if __name__ == "__main__":
+    main()
