@@ -23,11 +23,29 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CAMLENS_DATA", ROOT.parent / "shared" / "data"))
 
 
+# the same rows as a Ray run, from one process: read ahead by threads, explained in batches
+ROWS_ONLY = """
+import sys, camlens
+from camlens.data import read_image
+from camlens.data.stream import stream_photos
+from pathlib import Path
+listing, methods, batch = sys.argv[1], tuple(sys.argv[2].split(",")), int(sys.argv[3])
+loaded = camlens.load("efficientnet-lite0")
+paths = [Path(line) for line in Path(listing).read_text().split()[1:]]
+rows = 0
+for chunk in stream_photos(paths, loaded.preprocessing, batch, 2):
+    explanation = camlens.explain(loaded.model, chunk.tensor, layer="auto", methods=methods)
+    rows += len(explanation) * len(methods)
+    [explanation.layer_maps[m].half().tolist() for m in methods]
+print(rows)
+"""
+
+
 def timed(arguments: list[str]) -> float:
     environment = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    command = ["-c", ROWS_ONLY, *arguments[1:]] if arguments[0] == "rows-only" else ["-m", "camlens", *arguments]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "camlens", *arguments], env=environment, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, *command], env=environment, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"camlens {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
@@ -49,8 +67,11 @@ def main() -> None:
         listing = folder / "photos.csv"
         listing.write_text("file\n" + "\n".join(str(p) for p in photos) + "\n")
         common = [str(listing), "--methods", args.methods, "--batch-size", str(args.batch_size)]
+        few = folder / "few.csv"
+        few.write_text("file\n" + "\n".join(str(p) for p in photos[:8]) + "\n")
         variants = {
             "one process (overlays, grids, report)": ["explain", *common, "--out", str(folder / "local")],
+            "one process (rows only)": ["rows-only", str(listing), args.methods, str(args.batch_size)],
             "Ray, 1 worker (Parquet rows)": ["explain", *common, "--engine", "ray", "--workers", "1",
                                              "--out", str(folder / "ray1")],
             "Ray, 2 workers (Parquet rows)": ["explain", *common, "--engine", "ray", "--workers", "2",
@@ -58,7 +79,9 @@ def main() -> None:
         }
         seconds = {name: timed(arguments) for name, arguments in variants.items()}
         rows = {name: json.loads((folder / out / "run.json").read_text())["photos"]
-                for name, out in zip(list(variants)[1:], ("ray1", "ray2"))}
+                for name, out in zip(list(variants)[2:], ("ray1", "ray2"))}
+        fixed = timed(["explain", str(few), "--methods", args.methods, "--batch-size", str(args.batch_size),
+                       "--engine", "ray", "--workers", "1", "--out", str(folder / "ray-few")])
         shutil.rmtree(folder / "local", ignore_errors=True)
     base = seconds["one process (overlays, grids, report)"]
     print(f"{len(photos)} ImageNet photos, EfficientNet-Lite0, {args.methods}, batch {args.batch_size}, "
@@ -66,6 +89,9 @@ def main() -> None:
     print(f"{'':40s} {'seconds':>8s} {'photos/s':>9s} {'vs one process':>15s}")
     for name, elapsed in seconds.items():
         print(f"{name:40s} {elapsed:8.1f} {len(photos) / elapsed:9.2f} {base / elapsed:14.2f}×")
+    per_photo = (seconds["Ray, 1 worker (Parquet rows)"] - fixed) / (len(photos) - 8)
+    print(f"Ray, 1 worker, on 8 photos: {fixed:.1f} s, so a run costs about {fixed - 8 * per_photo:.1f} s to start "
+          f"and {1000 * per_photo:.0f} ms a photo after that")
     assert all(count == len(photos) for count in rows.values()), rows
 
 
