@@ -23,8 +23,8 @@ from support import SAMPLE_IMAGES, photo_dataset
 pytest.importorskip("ray", reason="pip install 'camlens[ray]' (the test command installs it)")
 pytest.importorskip("pyarrow", reason="pip install 'camlens[ray]' (the test command installs it)")
 
-from camlens.distributed import Shards, explain_on_ray  # noqa: E402
-from camlens.distributed.workers import EXPLAIN_COLUMNS  # noqa: E402
+from camlens.distributed import Shards, explain_on_ray
+from camlens.distributed.workers import EXPLAIN_COLUMNS
 
 
 def _photos(folder, copies: int = 1):
@@ -181,7 +181,7 @@ def test_a_killed_run_resumes_without_computing_a_row_twice_or_losing_one(local_
     assert main(["explain", str(photos), "--out", str(killed), "--resume", *options]) == 1  # notes.jpg fails
     assert json.loads((killed / "run.json").read_text())["rows_this_run"] == 13 - before  # nothing done twice
     assert main(["explain", str(photos), "--out", str(tmp_path / "whole"), *options]) == 1
-    key = lambda row: (row["id"], row["class"], row["method"])  # noqa: E731
+    key = lambda row: (row["id"], row["class"], row["method"])
     resumed = sorted(Shards(killed / "shards", EXPLAIN_COLUMNS).table().to_pylist(), key=key)
     whole = sorted(Shards(tmp_path / "whole" / "shards", EXPLAIN_COLUMNS).table().to_pylist(), key=key)
     assert len(resumed) == len(whole) == 13 and len({key(row) for row in resumed}) == 13

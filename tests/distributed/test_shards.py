@@ -10,9 +10,9 @@ import pytest
 pyarrow = pytest.importorskip("pyarrow", reason="pip install 'camlens[ray]' (the test command installs it)")
 pytest.importorskip("ray", reason="pip install 'camlens[ray]' (the test command installs it)")
 
-from camlens.distributed import SettingsMismatch, Shards  # noqa: E402
-from camlens.distributed.shards import RunSettings  # noqa: E402
-from camlens.distributed.workers import EXPLAIN_COLUMNS  # noqa: E402
+from camlens.distributed import SettingsMismatch, Shards
+from camlens.distributed.shards import RunSettings
+from camlens.distributed.workers import EXPLAIN_COLUMNS
 
 
 def _row(image: str, method: str = "gradcam", error: str | None = None) -> dict:

@@ -10,6 +10,10 @@ restarted by Ray and the batch it held retried: Ray Data's own retry options for
 (``max_restarts=-1``, ``max_task_retries=-1``: without limit, for system failures — a worker
 process killed or lost — while an exception in camlens's code fails the run at once).
 
+Where the actors need no GPU, Ray fuses the reading into them (the pixels then never pass
+through the object store); with ``gpus_per_worker`` the readers stay CPU tasks of their own, as
+many as the free CPUs allow, so that decoding keeps the GPUs busy.
+
 ``address=None`` starts a local Ray for the run (and stops it after); ``"auto"`` or
 ``"ray://host:10001"`` joins a running cluster.
 """
@@ -17,6 +21,7 @@ process killed or lost — while an exception in camlens's code fails the run at
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,7 +70,8 @@ def _ray(address: str | None, workers: int, cpus: int, gpus: float):
         raise ImportError("distributed runs need Ray: pip install 'camlens[ray]'") from error
     started = False
     if not ray.is_initialized():
-        options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
+                   "logging_level": logging.WARNING}
         if address is None:  # a local Ray with the workers' CPUs, and one for the readers
             ray.init(num_cpus=workers * cpus + 1, num_gpus=int(gpus * workers + 0.999) or None, **options)
         else:
@@ -93,6 +99,9 @@ def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: typ
     written = 0
     if todo:
         ray, started = _ray(address, workers, cpus_per_worker, gpus_per_worker)
+        quiet = logging.getLogger("ray.data")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # its per-run INFO lines; camlens shows its own progress bar
         try:
             pipeline = (ray.data.from_items(chunks)
                         .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=1,
@@ -111,6 +120,7 @@ def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: typ
                     written += len(found)
                     bar.update(len({row["id"] for row in found}))
         finally:
+            quiet.setLevel(level)
             if started:
                 ray.shutdown()
     failures = {row["id"]: row["error"] for row in shards.table(["id", "error"]).to_pylist() if row["error"]}
