@@ -82,6 +82,10 @@ def main() -> None:
                 for name, out in zip(list(variants)[2:], ("ray1", "ray2"))}
         fixed = timed(["explain", str(few), "--methods", args.methods, "--batch-size", str(args.batch_size),
                        "--engine", "ray", "--workers", "1", "--out", str(folder / "ray-few")])
+        shards = list((folder / "ray1" / "shards").glob("*.parquet"))
+        written = json.loads((folder / "ray1" / "run.json").read_text())["rows_this_run"]
+        bytes_per_row = sum(p.stat().st_size for p in shards) / written
+    parts = parts_of_a_photo(photos[:96], tuple(args.methods.split(",")), args.batch_size)
         shutil.rmtree(folder / "local", ignore_errors=True)
     base = seconds["one process (overlays, grids, report)"]
     print(f"{len(photos)} ImageNet photos, EfficientNet-Lite0, {args.methods}, batch {args.batch_size}, "
@@ -92,7 +96,34 @@ def main() -> None:
     per_photo = (seconds["Ray, 1 worker (Parquet rows)"] - fixed) / (len(photos) - 8)
     print(f"Ray, 1 worker, on 8 photos: {fixed:.1f} s, so a run costs about {fixed - 8 * per_photo:.1f} s to start "
           f"and {1000 * per_photo:.0f} ms a photo after that")
+    print(f"the parts of a photo, one thread: reading and preprocessing {parts['read']:.1f} ms, explaining "
+          f"{parts['explain']:.1f} ms; {bytes_per_row:.0f} bytes of Parquet a row; peak memory of one process "
+          f"{parts['peak']:.0f} MB")
     assert all(count == len(photos) for count in rows.values()), rows
+
+
+def parts_of_a_photo(photos: list[Path], methods: tuple[str, ...], batch: int) -> dict[str, float]:
+    """Milliseconds a photo for reading and preprocessing, and for explaining, in one thread (as
+    one Ray worker with one CPU runs); and the peak resident memory of this process, in MB."""
+    import resource
+
+    import torch
+
+    import camlens
+    from camlens.data import read_image
+
+    torch.set_num_threads(1)
+    loaded = camlens.load("efficientnet-lite0")
+    start = time.perf_counter()
+    inputs = [loaded.preprocessing(read_image(photo)) for photo in photos]
+    read = (time.perf_counter() - start) / len(photos)
+    camlens.explain(loaded.model, torch.stack(inputs[:batch]), layer="_head_act", methods=methods)  # warm-up
+    start = time.perf_counter()
+    for first in range(0, len(inputs), batch):
+        camlens.explain(loaded.model, torch.stack(inputs[first:first + batch]), layer="_head_act", methods=methods)
+    explaining = (time.perf_counter() - start) / len(inputs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"read": 1000 * read, "explain": 1000 * explaining, "peak": peak}
 
 
 if __name__ == "__main__":

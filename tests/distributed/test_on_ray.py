@@ -108,6 +108,19 @@ def test_evaluate_on_ray_gives_every_record_of_a_single_process_run(local_ray, t
     expected, found = _evaluate_both(tmp_path, photo_dataset(tmp_path), "--methods", "gradcam,layercam", "--metrics",
                                      "faithfulness,axioms,localization", "--steps", "4", "--batch-size", "4")
     assert _same_numbers(expected, found) > 50
+    single, ray = (json.loads((tmp_path / f / "summary.json").read_text()) for f in ("single-eval", "ray-eval"))
+    assert _close(single, ray)  # and the same summary, written beside the rows
+
+
+def _close(a, b) -> bool:
+    """Two JSON values equal but for floats within 1e-6."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == pytest.approx(b, abs=1e-6, nan_ok=True)
+    return a == b
 
 
 @pytest.mark.slow
@@ -141,13 +154,45 @@ def test_a_killed_worker_is_restarted_and_its_batch_retried(local_ray, tmp_path)
     assert first in {row["worker"] for row in rows} and len({row["worker"] for row in rows}) == 2  # a new actor
 
 
+def test_a_photo_that_failed_is_tried_again_on_resume_and_its_failure_row_is_superseded(local_ray, tmp_path):
+    photos = _photos(tmp_path / "photos")
+    options = ["--methods", "gradcam", "--engine", "ray", "--out", str(tmp_path / "out")]
+    assert main(["explain", str(photos), *options]) == 1
+    (photos / "notes.jpg").unlink()
+    shutil.copy(SAMPLE_IMAGES / "owl.jpg", photos / "notes.jpg")  # the file is readable now
+    assert main(["explain", str(photos), "--resume", *options]) == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["rows_this_run"] == 1  # only that photo
+    rows = Shards(tmp_path / "out" / "shards", EXPLAIN_COLUMNS).table().to_pylist()
+    assert len(rows) == 5 and not any(row["error"] for row in rows)
+
+
+def test_a_folder_holds_one_run_at_a_time_and_a_bad_layer_removes_nothing(local_ray, tmp_path, capsys):
+    options = ["--methods", "gradcam", "--engine", "ray", "--out", str(tmp_path / "out")]
+    assert main(["explain", str(SAMPLE_IMAGES / "owl.jpg"), *options]) == 0
+    held = Shards(tmp_path / "out" / "shards", EXPLAIN_COLUMNS, lock=True)  # another run, writing
+    try:
+        assert main(["explain", str(SAMPLE_IMAGES / "owl.jpg"), "--resume", *options]) == 2
+        assert "another run is writing in" in capsys.readouterr().err
+    finally:
+        held.close()
+    assert main(["explain", str(SAMPLE_IMAGES / "owl.jpg"), "--overwrite", "--layer", "_blocks.99", *options]) == 2
+    assert "_blocks.99" in capsys.readouterr().err
+    assert Shards(tmp_path / "out" / "shards", EXPLAIN_COLUMNS).table().num_rows == 1  # the earlier run is kept
+
+
 def test_options_a_distributed_run_refuses(tmp_path, capsys):
     photos = str(SAMPLE_IMAGES)
     for options, says in ((["--caption", "a red circle"], "--caption with --engine ray"),
                           (["--workers", "0"], "--workers must be at least 1 with --engine ray"),
-                          (["--gpus-per-worker", "-1"], "--gpus-per-worker must be at least 0")):
+                          (["--gpus-per-worker", "-1"], "--gpus-per-worker must be at least 0"),
+                          (["--device", "cpu"], "--device with --engine ray"),
+                          (["--max-side", "512", "--boxes"], "--max-side, --boxes with --engine ray")):
         assert main(["explain", photos, "--engine", "ray", "--out", str(tmp_path / "x"), *options]) == 2
         assert says in capsys.readouterr().err
+    assert main(["explain", photos, "--address", "auto", "--out", str(tmp_path / "x")]) == 2
+    assert "--address without --engine ray" in capsys.readouterr().err
+    assert main(["explain", photos, "--resume", "--overwrite", "--out", str(tmp_path / "x")]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
     assert main(["evaluate", str(photo_dataset(tmp_path)), "--engine", "ray", "--diagnose"]) == 2
     assert "--diagnose with --engine ray" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "x", ignore_errors=True)

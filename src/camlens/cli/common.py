@@ -20,7 +20,7 @@ from ..models import LoadedModel, load
 
 __all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "usage_error", "versions", "load_model",
            "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand",
-           "add_engine_options", "ray_options", "model_factory"]
+           "add_engine_options", "check_engine", "ray_options", "model_factory"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -121,6 +121,18 @@ def add_engine_options(parser: argparse.ArgumentParser, workers: bool = True) ->
                        help="with --engine ray: CPUs (and torch threads) each actor reserves (default: %(default)s)")
     group.add_argument("--gpus-per-worker", type=float, default=0,
                        help="with --engine ray: GPUs each actor reserves; > 0 runs the model on CUDA (default: 0)")
+
+
+def check_engine(args: argparse.Namespace) -> None:
+    """Options that only one engine takes are usage errors with the other, never ignored."""
+    if args.engine == "local":
+        given = [option for option, used in (("--address", args.address is not None),
+                                             ("--cpus-per-worker", args.cpus_per_worker != 1),
+                                             ("--gpus-per-worker", args.gpus_per_worker != 0)) if used]
+        if given:
+            raise UsageError(f"{', '.join(given)} without --engine ray")
+    elif args.device != "auto":
+        raise UsageError("--device with --engine ray: the workers run on CUDA with --gpus-per-worker, else on the CPU")
 
 
 def ray_options(args: argparse.Namespace) -> dict:

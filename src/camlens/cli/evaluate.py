@@ -17,6 +17,7 @@ from .common import (
     add_device_option,
     add_engine_options,
     add_model_options,
+    check_engine,
     load_model,
     method_names,
     parse_device,
@@ -28,6 +29,7 @@ __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    check_engine(args)
     methods = method_names(args.methods)
     groups = tuple(g.strip() for g in args.metrics.split(",") if g.strip())
     try:

@@ -36,6 +36,7 @@ from .common import (
     add_device_option,
     add_engine_options,
     add_model_options,
+    check_engine,
     load_model,
     method_names,
     parse_device,
@@ -130,6 +131,10 @@ def _preflight(query, loaded: LoadedModel, device, methods, model_name: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    check_engine(args)
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite cannot be combined: one continues the run in --out, the other "
+                         "replaces it")
     if args.engine == "ray":
         return on_ray.explain(args)
     loaded = load_model(args.model, args.weights, args.fit)

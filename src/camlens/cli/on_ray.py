@@ -8,7 +8,7 @@ import csv
 import sys
 from pathlib import Path
 
-from ..data import IMAGE_SUFFIXES, named_image_paths
+from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, named_image_paths
 from ..engine.layers import LayerError
 from .common import EXIT_INPUT_FAILED, EXIT_OK, UsageError, method_names, model_factory, ray_options, usage_error
 
@@ -20,6 +20,10 @@ def explain(args: argparse.Namespace) -> int:
     given = [f"--{name}" for name in ("caption", "question", "box", "reference") if getattr(args, name) is not None]
     if given:
         raise UsageError(f"{', '.join(given)} with --engine ray: distributed runs explain classes (--target)")
+    pictures = [option for option, used in (("--max-side", args.max_side != DISPLAY_MAX_SIDE),
+                                            ("--format", args.format != "jpg"), ("--boxes", args.boxes)) if used]
+    if pictures:
+        raise UsageError(f"{', '.join(pictures)} with --engine ray: a distributed run writes rows, not pictures")
     options = ray_options(args)
     methods = method_names(args.methods)
     factory = model_factory(args)
@@ -34,7 +38,7 @@ def explain(args: argparse.Namespace) -> int:
         raise UsageError(f"{out}/ holds an earlier run (run.json): --resume continues it, --overwrite replaces it, "
                          "or give another --out")
     try:
-        from ..distributed import SettingsMismatch, explain_on_ray
+        from ..distributed import FolderInUse, SettingsMismatch, explain_on_ray
     except ImportError as error:
         raise UsageError(str(error)) from None
     try:
@@ -42,7 +46,7 @@ def explain(args: argparse.Namespace) -> int:
                               target=args.target or ["top1"], layer=args.layer, batch_size=args.batch_size,
                               resume=not args.overwrite, settings={"weights": args.weights, "fit": args.fit},
                               **options)
-    except (SettingsMismatch, LayerError) as error:
+    except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None
     return _report(done)
 
@@ -64,7 +68,7 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
     options = ray_options(args)
     factory = model_factory(args)
     try:
-        from ..distributed import SettingsMismatch, evaluate_on_ray
+        from ..distributed import FolderInUse, SettingsMismatch, evaluate_on_ray
     except ImportError as error:
         raise UsageError(str(error)) from None
     try:
@@ -72,6 +76,7 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
                                layer=None if args.layer == "auto" else args.layer, batch_size=args.batch_size,
                                images_per_step=args.images_per_step,
                                resume=not args.restart, settings={"weights": args.weights, "fit": args.fit}, **options)
-    except (SettingsMismatch, LayerError) as error:
+    except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None
+    print(done.summary.markdown())
     return _report(done)

@@ -10,8 +10,8 @@ from PIL import Image
 
 from ..data import Photo, box_in_photo, fit_within
 from ..explanation import Explanation
-from ..metrics.localization import box_from_map
 from ..methods import METHODS
+from ..metrics.localization import box_from_map
 from ..models import LoadedModel
 from ..models.loaded import row_probability
 from ..report import draw_box, grid, overlay, render_attribution

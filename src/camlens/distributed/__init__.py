@@ -3,6 +3,6 @@ default, or a cluster, with the same records as a single process, written as Par
 resumable. See :mod:`~camlens.distributed.pipeline`."""
 
 from .pipeline import RayRun, evaluate_on_ray, explain_on_ray
-from .shards import SettingsMismatch, Shards
+from .shards import FolderInUse, SettingsMismatch, Shards
 
-__all__ = ["explain_on_ray", "evaluate_on_ray", "RayRun", "Shards", "SettingsMismatch"]
+__all__ = ["explain_on_ray", "evaluate_on_ray", "RayRun", "Shards", "SettingsMismatch", "FolderInUse"]

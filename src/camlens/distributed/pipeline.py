@@ -10,9 +10,10 @@ restarted by Ray and the batch it held retried: Ray Data's own retry options for
 (``max_restarts=-1``, ``max_task_retries=-1``: without limit, for system failures — a worker
 process killed or lost — while an exception in camlens's code fails the run at once).
 
-Where the actors need no GPU, Ray fuses the reading into them (the pixels then never pass
-through the object store); with ``gpus_per_worker`` the readers stay CPU tasks of their own, as
-many as the free CPUs allow, so that decoding keeps the GPUs busy.
+Where readers and actors reserve the same resources (one CPU each, no GPU), Ray fuses the
+reading into the actors (the pixels then never pass through the object store); otherwise — with
+``gpus_per_worker``, or several CPUs per worker — the readers stay CPU tasks of their own, as
+many as the free CPUs allow.
 
 ``address=None`` starts a local Ray for the run (and stops it after); ``"auto"`` or
 ``"ray://host:10001"`` joins a running cluster.
@@ -21,16 +22,21 @@ many as the free CPUs allow, so that decoding keeps the GPUs busy.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from ..data import Sample
 from ..evaluate.protocol import Protocol
+from ..evaluate.runner import check_dataset, check_groups
+from ..evaluate.summary import summarize
+from ..explain import explain
 from ..models import LoadedModel
 from .shards import RunSettings, Shards
 from .workers import (
@@ -56,6 +62,7 @@ class RayRun:
     failures: dict[str, str]
     rows: int
     columns: dict[str, str]
+    summary: object = None  # evaluate: the table of means and confidence intervals
 
     def table(self):
         """All of the run's rows (earlier runs' included), as a ``pyarrow.Table``."""
@@ -72,8 +79,8 @@ def _ray(address: str | None, workers: int, cpus: int, gpus: float):
     if not ray.is_initialized():
         options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
                    "logging_level": logging.WARNING}
-        if address is None:  # a local Ray with the workers' CPUs, and one for the readers
-            ray.init(num_cpus=workers * cpus + 1, num_gpus=int(gpus * workers + 0.999) or None, **options)
+        if address is None:  # a local Ray with the workers' CPUs, and one for the readers; its GPUs it finds itself
+            ray.init(num_cpus=workers * cpus + 1, **options)
         else:
             ray.init(address=address, **options)
         started = True
@@ -84,49 +91,72 @@ def _ray(address: str | None, workers: int, cpus: int, gpus: float):
 
 
 def _run(out: Path, settings: dict, rows: list[dict], preprocessing, worker: type, worker_options: dict,
-         columns: dict[str, str], *,
-         address: str | None, workers: int, cpus_per_worker: int, gpus_per_worker: float, batch_size: int,
-         resume: bool, progress: bool) -> RayRun:
+         columns: dict[str, str], *, address: str | None, workers: int, cpus_per_worker: int, gpus_per_worker: float,
+         batch_size: int, resume: bool, progress: bool) -> tuple[RayRun, Shards]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for stale in (out / "shards").glob("part-*.parquet"):
-            stale.unlink()
-    run = RunSettings(out, settings, resume)
-    shards = Shards(out / "shards", columns)
-    todo = [row for row in rows if row["id"] not in shards.done]
-    chunks = chunk_rows(todo, batch_size) if todo else []
+    shards = Shards(out / "shards", columns, lock=True)
+    try:
+        run = RunSettings(out, settings, resume)
+        if not resume:
+            shards.clear()
+        todo = [row for row in rows if row["id"] not in shards.done]  # photos that failed are tried again
+        written = _pipeline(shards, chunk_rows(todo, batch_size) if todo else [], preprocessing, worker,
+                            {**worker_options, "threads": cpus_per_worker}, address=address, workers=workers,
+                            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, progress=progress,
+                            description="explaining on Ray" if worker is ExplainWorker else "evaluating on Ray",
+                            photos=len(todo))
+        asked = {row["id"] for row in rows}
+        failures = {row["id"]: row["error"] for row in shards.table(["id", "error"]).to_pylist()
+                    if row["error"] and row["id"] in asked}
+        done = len(asked & shards.done)
+        run.write({"state": "done", "photos": done, "rows_this_run": written, "failures": failures,
+                   "shards": [p.name for p in shards.paths()]})
+    finally:
+        shards.close()
+    return RayRun(out, done, failures, written, columns), shards
+
+
+def _pipeline(shards: Shards, chunks: list[dict], preprocessing, worker: type, options: dict, *, address: str | None,
+              workers: int, cpus_per_worker: int, gpus_per_worker: float, progress: bool, description: str,
+              photos: int) -> int:
+    """Runs the chunks through readers and the actor pool, writing each batch of rows as a
+    shard as it arrives; the number of rows written."""
+    if not chunks:
+        return 0
+    ray, started = _ray(address, workers, cpus_per_worker, gpus_per_worker)
+    quiet = logging.getLogger("ray.data")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its per-run INFO lines; camlens shows its own progress bar
     written = 0
-    if todo:
-        ray, started = _ray(address, workers, cpus_per_worker, gpus_per_worker)
-        quiet = logging.getLogger("ray.data")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # its per-run INFO lines; camlens shows its own progress bar
-        try:
-            pipeline = (ray.data.from_items(chunks)
-                        .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=1,
-                                     num_cpus=1)
-                        .map_batches(worker, fn_constructor_kwargs={**worker_options, "threads": cpus_per_worker},
-                                     batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-                                     num_cpus=cpus_per_worker,
-                                     num_gpus=gpus_per_worker or None))
-            with tqdm(total=len(todo), desc="explaining on Ray" if worker is ExplainWorker else "evaluating on Ray",
-                      unit="photo", file=sys.stderr, disable=not progress) as bar:
-                for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    found = batch.to_pylist()
-                    if not found:
-                        continue
+    try:
+        pipeline = (ray.data.from_items(chunks)
+                    .map_batches(read_photos, fn_kwargs={"preprocessing": preprocessing}, batch_size=1, num_cpus=1)
+                    .map_batches(worker, fn_constructor_kwargs=options, batch_size=1,
+                                 compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+                                 num_gpus=gpus_per_worker or None))
+        with tqdm(total=photos, desc=description, unit="photo", file=sys.stderr, disable=not progress) as bar:
+            for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow"):
+                found = batch.to_pylist()
+                if found:
                     shards.write(found)
                     written += len(found)
                     bar.update(len({row["id"] for row in found}))
-        finally:
-            quiet.setLevel(level)
-            if started:
-                ray.shutdown()
-    failures = {row["id"]: row["error"] for row in shards.table(["id", "error"]).to_pylist() if row["error"]}
-    run.write({"state": "done", "photos": len(shards.done), "rows_this_run": written, "failures": failures,
-               "shards": [p.name for p in shards.paths()]})
-    return RayRun(out, len(shards.done), failures, written, columns)
+    finally:
+        quiet.setLevel(level)
+        if started:
+            ray.shutdown()
+    return written
+
+
+def _checked_layer(loaded: LoadedModel, layer: str, methods: Sequence[str], target) -> str:
+    """The layer ``layer`` names (``"auto"`` resolved), found by explaining a blank image on the
+    driver, so that a layer or method the model cannot do is an error before anything is removed
+    or started — not a traceback from a worker."""
+    size = loaded.preprocessing.crop
+    blank = torch.zeros(1, 3, size, size, dtype=getattr(torch, loaded.preprocessing.dtype))
+    return explain(loaded.model, loaded.inputs(blank), layer=loaded.layer if layer == "auto" else layer,
+                   methods=tuple(methods), target=target).layer
 
 
 def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Path], out: str | Path, *,
@@ -146,14 +176,16 @@ def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Pa
     ``out`` is resumed (``resume=False`` starts over). ``settings``: more to record (the model's
     name, for one)."""
     loaded = factory()
-    rows = [{"id": str(path), "path": str(path)} for path in dict.fromkeys(str(p) for p in images)]
-    recorded = {"kind": "explain", "model": loaded.name, "layer": layer, "methods": list(methods),
-                "target": list(target), **(settings or {})}
+    layer = _checked_layer(loaded, layer, methods, loaded.class_target(list(target)))
+    rows = [{"id": path, "path": str(Path(path).resolve())} for path in dict.fromkeys(str(p) for p in images)]
+    recorded = {**(settings or {}), "kind": "explain", "model": loaded.name, "layer": layer, "methods": list(methods),
+                "target": list(target)}
     options = {"factory": factory, "layer": layer, "methods": tuple(methods), "target": tuple(target),
                "device": "cuda" if gpus_per_worker else "cpu"}
-    return _run(Path(out), recorded, rows, loaded.preprocessing, ExplainWorker, options, EXPLAIN_COLUMNS,
-                address=address, workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                batch_size=batch_size, resume=resume, progress=progress)
+    done, _ = _run(Path(out), recorded, rows, loaded.preprocessing, ExplainWorker, options, EXPLAIN_COLUMNS,
+                   address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                   gpus_per_worker=gpus_per_worker, batch_size=batch_size, resume=resume, progress=progress)
+    return done
 
 
 def evaluate_on_ray(factory: Callable[[], LoadedModel], samples: Sequence[Sample], out: str | Path, *,
@@ -167,11 +199,18 @@ def evaluate_on_ray(factory: Callable[[], LoadedModel], samples: Sequence[Sample
     are explained ``images_per_step`` together and the metrics' forward passes go ``batch_size``
     images at a time, as in :func:`~camlens.evaluate.evaluate`."""
     loaded = factory()
+    check_groups(groups)
+    check_dataset(samples, groups)
+    layer = _checked_layer(loaded, layer or "auto", methods, None)
     rows = [sample_row(sample) for sample in samples]
-    recorded = {"kind": "evaluate", "model": loaded.name, "layer": layer or loaded.layer, "methods": list(methods),
-                "groups": list(groups), "protocol": dataclasses.asdict(protocol), **(settings or {})}
+    recorded = {**(settings or {}), "kind": "evaluate", "model": loaded.name, "layer": layer, "methods": list(methods),
+                "groups": list(groups), "protocol": dataclasses.asdict(protocol)}
     options = {"factory": factory, "methods": tuple(methods), "groups": tuple(groups), "protocol": protocol,
                "layer": layer, "batch_size": batch_size, "device": "cuda" if gpus_per_worker else "cpu"}
-    return _run(Path(out), recorded, rows, loaded.preprocessing, EvaluateWorker, options, EVALUATE_COLUMNS,
-                address=address, workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                batch_size=images_per_step, resume=resume, progress=progress)
+    done, shards = _run(Path(out), recorded, rows, loaded.preprocessing, EvaluateWorker, options, EVALUATE_COLUMNS,
+                        address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                        gpus_per_worker=gpus_per_worker, batch_size=images_per_step, resume=resume, progress=progress)
+    records = [json.loads(text) for text in shards.table(["record"]).column("record").to_pylist() if text]
+    summary = summarize(records, methods, ids=[sample.id for sample in samples])
+    summary.write(Path(out))  # summary.md, .csv, .json and curves.png, as a single process writes them
+    return dataclasses.replace(done, summary=summary)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data.files import write_atomically
 
-__all__ = ["Shards", "RunSettings", "SettingsMismatch"]
+__all__ = ["Shards", "RunSettings", "SettingsMismatch", "FolderInUse"]
 
 
 def _pyarrow():
@@ -33,23 +33,58 @@ def _schema(columns: Mapping[str, str]):
     return pyarrow.schema([(name, types[kind]) for name, kind in columns.items()])
 
 
+class FolderInUse(RuntimeError):
+    """Another run is writing in the same output folder."""
+
+
 class Shards:
     """The shards under ``folder`` (``part-RUN-NNNNNN.parquet``) with ``columns`` (name → Arrow
-    type): written by :meth:`write`, read back by :meth:`table`; ``done`` holds the image ids
-    they hold."""
+    type): written by :meth:`write`, read back by :meth:`table`.
 
-    def __init__(self, folder: str | Path, columns: Mapping[str, str]):
+    ``done`` holds the ids of images with rows; ``failed`` those whose only rows are failures
+    (``error`` set): a resumed run tries them again, and once an image has rows its earlier
+    failure rows are left out of :meth:`table`. One run at a time writes in a folder: a second
+    one is refused (:class:`FolderInUse`) while the first holds its lock."""
+
+    def __init__(self, folder: str | Path, columns: Mapping[str, str], lock: bool = False):
         self.schema = _schema(columns)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        for partial in self.folder.glob(".part-*.partial"):  # a write a killed run left half done
-            partial.unlink(missing_ok=True)
+        self._lock = self._take_lock() if lock else None
+        if lock:  # only the run holding the lock clears what a killed run left half written
+            for partial in self.folder.glob(".part-*.partial"):
+                partial.unlink(missing_ok=True)
         self.run = uuid.uuid4().hex[:8]
         self.count = 0
         self.done: set[str] = set()
-        pyarrow = _pyarrow()
+        self.failed: set[str] = set()
+        for row in self.table(["id", "error"], superseded=True).to_pylist():
+            (self.failed if row["error"] else self.done).add(row["id"])
+        self.failed -= self.done
+
+    def _take_lock(self):
+        import fcntl
+
+        handle = open(self.folder / ".lock", "w")  # noqa: SIM115 - held for the run, closed by close()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise FolderInUse(f"another run is writing in {self.folder.parent}; wait for it, or give another --out") \
+                from None
+        return handle
+
+    def clear(self) -> None:
+        """Remove every shard: the run starts over."""
         for path in self.paths():
-            self.done.update(pyarrow.parquet.read_table(path, columns=["id"]).column("id").to_pylist())
+            path.unlink()
+        self.done.clear()
+        self.failed.clear()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def paths(self) -> list[Path]:
         return sorted(self.folder.glob("part-*.parquet"))
@@ -63,18 +98,29 @@ class Shards:
         self.count += 1
         path = write_atomically(self.folder / f"part-{self.run}-{self.count:06d}.parquet",
                                 lambda partial: pyarrow.parquet.write_table(table, partial))
-        self.done.update(str(row["id"]) for row in rows)
+        for row in rows:
+            (self.failed if row.get("error") else self.done).add(str(row["id"]))
+        self.failed -= self.done
         return path
 
-    def table(self, columns: Sequence[str] | None = None):
+    def table(self, columns: Sequence[str] | None = None, superseded: bool = False):
         """Every shard's rows (or only ``columns``) as one ``pyarrow.Table`` (``.to_pandas()``
-        for a data frame)."""
+        for a data frame), without the failure rows of images that have rows since
+        (``superseded=True`` keeps them) and with one failure row per image that still fails."""
         pyarrow = _pyarrow()
-        tables = [pyarrow.parquet.read_table(p, columns=columns) for p in self.paths()]
-        if tables:
-            return pyarrow.concat_tables(tables)
-        schema = self.schema if columns is None else pyarrow.schema([self.schema.field(c) for c in columns])
-        return schema.empty_table()
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "id", "error"]))
+        tables = [pyarrow.parquet.read_table(p, columns=wanted) for p in self.paths()]
+        if not tables:
+            schema = self.schema if columns is None else pyarrow.schema([self.schema.field(c) for c in columns])
+            return schema.empty_table()
+        table = pyarrow.concat_tables(tables)
+        if not superseded:
+            ids, errors = table.column("id").to_pylist(), table.column("error").to_pylist()
+            good = {i for i, error in zip(ids, errors) if not error}
+            last = {i: row for row, (i, error) in enumerate(zip(ids, errors)) if error}  # the latest failure
+            keep = [not error or (i not in good and last[i] == row) for row, (i, error) in enumerate(zip(ids, errors))]
+            table = table.filter(pyarrow.array(keep))
+        return table if columns is None else table.select(list(columns))
 
 
 class SettingsMismatch(ValueError):

@@ -30,8 +30,9 @@ __all__ = ["read_photos", "chunk_rows", "ExplainWorker", "EvaluateWorker", "samp
 
 def sample_row(sample: Sample) -> dict:
     """A :class:`Sample` as a row of plain values (Ray Data carries it as JSON)."""
-    return {"id": sample.id, "path": str(sample.path), "sample": json.dumps(
-        {"path": str(sample.path), "label": sample.label, "boxes": [[c, list(b)] for c, b in sample.boxes],
+    path = str(Path(sample.path).resolve())  # a worker's working folder may be another
+    return {"id": sample.id, "path": path, "sample": json.dumps(
+        {"path": path, "label": sample.label, "boxes": [[c, list(b)] for c, b in sample.boxes],
          "mask": str(sample.mask) if sample.mask else None, "id": sample.id})}
 
 
@@ -79,7 +80,9 @@ def _column(values: list) -> np.ndarray:
 
 
 def chunk_rows(rows: Sequence[dict], size: int) -> list[dict]:
-    """Rows of photos → rows of chunks of ``size`` photos, each column a list."""
+    """Rows of photos (all with the same keys) → rows of chunks of ``size`` photos, each column a list."""
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError("chunk_rows needs rows with the same keys")
     return [{key: [row[key] for row in rows[start:start + size]] for key in rows[0]}
             for start in range(0, len(rows), size)]
 
