@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,7 +85,6 @@ def main() -> None:
         written = json.loads((folder / "ray1" / "run.json").read_text())["rows_this_run"]
         bytes_per_row = sum(p.stat().st_size for p in shards) / written
     parts = parts_of_a_photo(photos[:96], tuple(args.methods.split(",")), args.batch_size)
-        shutil.rmtree(folder / "local", ignore_errors=True)
     base = seconds["one process (overlays, grids, report)"]
     print(f"{len(photos)} ImageNet photos, EfficientNet-Lite0, {args.methods}, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores; wall time of the whole command")
