@@ -84,6 +84,11 @@ def _evaluate_both(tmp_path, dataset, *options) -> tuple[dict, dict]:
     rows = Shards(ray / "shards", EVALUATE_COLUMNS).table().to_pylist()
     found = {(r["id"], r["method"]): json.loads(r["record"]) for r in rows}
     assert len(found) == len(rows)  # no (image, method) twice
+    for row in rows:  # the metrics as a column of their own, the same as in the record
+        record = found[(row["id"], row["method"])]
+        assert dict(row["metrics"]) == pytest.approx({k: v for k, v in record.items() if isinstance(v, float)},
+                                                      nan_ok=True)
+        assert row["class"] == record["label"] and row["predicted"] == record["predicted"]
     return expected, found
 
 

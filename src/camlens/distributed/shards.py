@@ -29,7 +29,8 @@ def _pyarrow():
 def _schema(columns: Mapping[str, str]):
     pyarrow = _pyarrow()
     types = {"string": pyarrow.string(), "int64": pyarrow.int64(), "float64": pyarrow.float64(),
-             "list<float16>": pyarrow.list_(pyarrow.float16()), "list<int64>": pyarrow.list_(pyarrow.int64())}
+             "list<float16>": pyarrow.list_(pyarrow.float16()), "list<int64>": pyarrow.list_(pyarrow.int64()),
+             "map<string, float64>": pyarrow.map_(pyarrow.string(), pyarrow.float64())}
     return pyarrow.schema([(name, types[kind]) for name, kind in columns.items()])
 
 

@@ -113,8 +113,8 @@ def _chunks(batch: dict[str, np.ndarray]) -> list[dict]:
 EXPLAIN_COLUMNS = {"id": "string", "file": "string", "class": "int64", "class_name": "string", "score": "float64",
                    "probability": "float64", "method": "string", "layer": "string", "map": "list<float16>",
                    "map_shape": "list<int64>", "worker": "int64", "error": "string"}
-EVALUATE_COLUMNS = {"id": "string", "method": "string", "class": "int64", "record": "string", "worker": "int64",
-                    "error": "string"}
+EVALUATE_COLUMNS = {"id": "string", "method": "string", "class": "int64", "predicted": "int64",
+                    "metrics": "map<string, float64>", "record": "string", "worker": "int64", "error": "string"}
 
 
 class ExplainWorker(_ModelWorker):
@@ -165,7 +165,8 @@ class ExplainWorker(_ModelWorker):
 
 class EvaluateWorker(_ModelWorker):
     """Evaluates a batch of read photos with :func:`camlens.evaluate.runner.evaluator`: one row
-    per (image, method) holding the single-process record (``record``, JSON) and its class."""
+    per (image, method) with its true and predicted class, its ``metrics`` (name → value) and the
+    whole single-process record (``record``, JSON, curves included)."""
 
     def __init__(self, factory: Callable[[], LoadedModel], methods: Sequence[str], groups: Sequence[str],
                  protocol: Protocol, layer: str | None = None, batch_size: int | None = None, device: str = "cpu",
@@ -186,5 +187,12 @@ class EvaluateWorker(_ModelWorker):
                 sizes = [(int(chunk["width"][i]), int(chunk["height"][i])) for i in ok]
                 records += self.step.measure([samples[i] for i in ok], self._images(chunk, ok), sizes)
         return {"id": [r["id"] for r in records], "method": [r["method"] for r in records],
-                "class": [r.get("label") for r in records], "record": [json.dumps(r) for r in records],
+                "class": [r.get("label") for r in records], "predicted": [r.get("predicted") for r in records],
+                "metrics": [_metrics(r) for r in records], "record": [json.dumps(r) for r in records],
                 "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]}
+
+
+def _metrics(record: dict) -> list[tuple[str, float]]:
+    """A record's metrics (its numbers, curves aside) as the ``metrics`` column's map."""
+    return [(name, float(value)) for name, value in record.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in ("label", "predicted")]
