@@ -4,15 +4,17 @@ methods and devices with a clear message when they are wrong."""
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import platform
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..data import FITS
+from ..data import FITS, IMAGE_SUFFIXES, named_image_paths
 from ..engine.layers import LayerError
 from ..engine.modelstate import resolve_device
 from ..methods import check_method_names
@@ -20,7 +22,7 @@ from ..models import LoadedModel, load
 
 __all__ = ["EXIT_OK", "EXIT_INPUT_FAILED", "EXIT_USAGE", "EXAMPLES", "UsageError", "usage_error", "versions", "load_model",
            "method_names", "parse_device", "check_counts", "add_device_option", "add_model_options", "subcommand",
-           "add_engine_options", "check_engine", "ray_options", "model_factory"]
+           "add_engine_options", "check_engine", "ray_options", "model_factory", "images_named"]
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -71,6 +73,19 @@ def check_counts(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
+
+
+def images_named(sources: list[str]) -> list[tuple[Path, str]]:
+    """The image files the command line names (see :func:`~camlens.data.named_image_paths`),
+    each with its name relative to where it was found; none, or an unreadable list, is a usage
+    error."""
+    try:
+        named = named_image_paths(sources)
+    except (ValueError, csv.Error, UnicodeDecodeError) as error:  # a CSV list without an image column, say
+        raise UsageError(f"cannot read the list of images: {error}") from None
+    if not named:
+        raise UsageError(f"no image files in {', '.join(sources)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return named
 
 
 def load_model(name: str, weights: str | None, fit: str = "crop", pretrained: bool = True) -> LoadedModel:

@@ -8,7 +8,6 @@ whatever the folder's size and a killed run can be resumed (``--resume``)."""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
@@ -19,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, Photo, named_image_paths, read_jsonl, stream_photos
+from ..data import DISPLAY_MAX_SIDE, Photo, read_jsonl, stream_photos
 from ..engine.layers import LayerError, LayerSpec
 from ..explain import explain
 from ..explanation import Explanation
@@ -37,6 +36,7 @@ from .common import (
     add_engine_options,
     add_model_options,
     check_engine,
+    images_named,
     load_model,
     method_names,
     parse_device,
@@ -141,12 +141,7 @@ def run(args: argparse.Namespace) -> int:
     methods = method_names(args.methods)
     device = parse_device(args.device)
     query = build_query(args, loaded, device)
-    try:
-        named = named_image_paths(args.images)
-    except (ValueError, csv.Error, UnicodeDecodeError) as error:  # a CSV list without an image column, say
-        raise UsageError(f"cannot read the list of images: {error}") from None
-    if not named:
-        raise UsageError(f"no image files in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    named = images_named(args.images)
     out = Path(args.out)
     max_side = args.max_side or None
     settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": query.layer,

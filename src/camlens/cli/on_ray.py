@@ -4,13 +4,21 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
-from ..data import DISPLAY_MAX_SIDE, IMAGE_SUFFIXES, named_image_paths
+from ..data import DISPLAY_MAX_SIDE
 from ..engine.layers import LayerError
-from .common import EXIT_INPUT_FAILED, EXIT_OK, UsageError, method_names, model_factory, ray_options, usage_error
+from .common import (
+    EXIT_INPUT_FAILED,
+    EXIT_OK,
+    UsageError,
+    images_named,
+    method_names,
+    model_factory,
+    ray_options,
+    usage_error,
+)
 
 __all__ = ["explain", "evaluate"]
 
@@ -27,12 +35,7 @@ def explain(args: argparse.Namespace) -> int:
     options = ray_options(args)
     methods = method_names(args.methods)
     factory = model_factory(args)
-    try:
-        named = named_image_paths(args.images)
-    except (ValueError, csv.Error, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read the list of images: {error}") from None
-    if not named:
-        raise UsageError(f"no image files in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    named = images_named(args.images)
     out = Path(args.out)
     if (out / "run.json").exists() and not (args.resume or args.overwrite):
         raise UsageError(f"{out}/ holds an earlier run (run.json): --resume continues it, --overwrite replaces it, "
