@@ -3,7 +3,7 @@
 The pipeline: the photos' paths (and labels and boxes) as rows → ``map_batches`` CPU tasks read
 and preprocess them → an actor pool explains or evaluates them, each actor building the model
 once from a *factory* (a model is not pickled per task) → the driver writes the rows as Parquet
-shards as they arrive (:mod:`~camlens.distributed.shards`). The driver writes, not the workers,
+shards as they arrive, a chunk of photos to a shard (:mod:`~camlens.distributed.shards`). The driver writes, not the workers,
 so that no shared file system is needed and each shard is whole or absent: a killed run resumes
 from the ids its shards hold, computing nothing twice and losing nothing. An actor that dies is
 restarted by Ray and the batch it held retried: Ray Data's own retry options for actor pools
@@ -137,11 +137,12 @@ def _pipeline(shards: Shards, chunks: list[dict], preprocessing, worker: type, o
                                  num_gpus=gpus_per_worker or None))
         with tqdm(total=photos, desc=description, unit="photo", file=sys.stderr, disable=not progress) as bar:
             for batch in pipeline.iter_batches(batch_size=None, batch_format="pyarrow"):
-                found = batch.to_pylist()
-                if found:
-                    shards.write(found)
-                    written += len(found)
-                    bar.update(len({row["id"] for row in found}))
+                for packed in batch.column("rows").to_pylist():  # a chunk's rows, whole (see workers._packed)
+                    found = json.loads(packed)
+                    if found:
+                        shards.write(found)
+                        written += len(found)
+                        bar.update(len({row["id"] for row in found}))
     finally:
         quiet.setLevel(level)
         if started:

@@ -130,10 +130,12 @@ class ExplainWorker(_ModelWorker):
         self.target = self.loaded.class_target(list(target))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = {column: [] for column in EXPLAIN_COLUMNS}
+        chunks = []
         for chunk in _chunks(batch):
+            rows = {column: [] for column in EXPLAIN_COLUMNS}
             self._explain(chunk, rows)
-        return rows
+            chunks.append(rows)
+        return _packed(chunks)
 
     def _explain(self, batch: dict, rows: dict[str, list]) -> None:
         def add(**values) -> None:
@@ -176,8 +178,9 @@ class EvaluateWorker(_ModelWorker):
                               batch_size=batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        records = []
+        chunks = []
         for chunk in _chunks(batch):
+            records = []
             samples = [sample_of(text) for text in chunk["sample"]]
             ok = [i for i, error in enumerate(chunk["error"]) if not error]
             for i, error in enumerate(chunk["error"]):
@@ -186,13 +189,21 @@ class EvaluateWorker(_ModelWorker):
             if ok:
                 sizes = [(int(chunk["width"][i]), int(chunk["height"][i])) for i in ok]
                 records += self.step.measure([samples[i] for i in ok], self._images(chunk, ok), sizes)
-        return {"id": [r["id"] for r in records], "method": [r["method"] for r in records],
-                "class": [r.get("label") for r in records], "predicted": [r.get("predicted") for r in records],
-                "metrics": [_metrics(r) for r in records], "record": [json.dumps(r) for r in records],
-                "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]}
+            chunks.append({"id": [r["id"] for r in records], "method": [r["method"] for r in records],
+                           "class": [r.get("label") for r in records], "predicted": [r.get("predicted") for r in records],
+                           "metrics": [_metrics(r) for r in records], "record": [json.dumps(r) for r in records],
+                           "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]})
+        return _packed(chunks)
 
 
-def _metrics(record: dict) -> list[tuple[str, float]]:
+def _packed(chunks: list[dict[str, list]]) -> dict[str, list]:
+    """Each chunk's rows (columns of lists) as one JSON text: one Ray row per chunk, so that no
+    block boundary can split a photo's rows, and the driver writes each chunk as a shard whole."""
+    return {"rows": [json.dumps([dict(zip(columns, values)) for values in zip(*columns.values())])
+                     for columns in chunks]}
+
+
+def _metrics(record: dict) -> dict[str, float]:
     """A record's metrics (its numbers, curves aside) as the ``metrics`` column's map."""
-    return [(name, float(value)) for name, value in record.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in ("label", "predicted")]
+    return {name: float(value) for name, value in record.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in ("label", "predicted")}
