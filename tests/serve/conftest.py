@@ -51,11 +51,13 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
     def start(*options: str) -> Server:
         port = _free_port()
         log = tmp_path_factory.mktemp("server") / "server.log"
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+        path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
+        environment = dict(os.environ, PYTHONPATH=path)
         with log.open("w") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "camlens", "serve", "--port", str(port), "--only", "--model", "efficientnet-lite0",
-                 "--samples", str(SAMPLE_IMAGES), "--log-level", "warning", "--device", "cpu", *options],
+                [sys.executable, "-m", "camlens", "serve", "--port", str(port), "--only",
+                 "--model", "efficientnet-lite0", "--samples", str(SAMPLE_IMAGES), "--log-level", "warning",
+                 "--device", "cpu", *options],
                 env=environment, stdout=output, stderr=subprocess.STDOUT)
         server = Server(f"http://127.0.0.1:{port}", process, log)
         started.append(server)

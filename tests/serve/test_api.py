@@ -102,7 +102,8 @@ def test_layers_classes_samples_and_methods_are_listed(client):
     assert classes[0] == {"index": 24, "name": "great grey owl"}
     assert client.get("/api/models/efficientnet-lite0/classes", params={"q": "24"}).json()[0]["index"] == 24
     assert len(client.get("/api/models/efficientnet-lite0/classes", params={"limit": 1000}).json()) == 1000
-    assert [s["name"] for s in client.get("/api/samples").json()] == ["hot_dog.jpg", "owl.jpg", "parrot.jpg", "pets.jpg"]
+    samples = [s["name"] for s in client.get("/api/samples").json()]
+    assert samples == ["hot_dog.jpg", "owl.jpg", "parrot.jpg", "pets.jpg"]
     assert "layercam" in {m["name"] for m in client.get("/api/methods").json()}
     scenes = client.post("/api/explain", data={"sample": "pets.jpg", "model": "scenes-classifier", "target": "top2"})
     assert scenes.status_code == 200 and len(scenes.json()["rows"]) == 2
@@ -129,7 +130,8 @@ def _png_header(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
                                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 8)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 8))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("request_, status, says", [

@@ -84,8 +84,9 @@ def test_fifty_concurrent_requests_all_succeed_and_memory_stays_where_the_first_
         statuses = list(pool.map(explain_one, range(50)))
     after = server.rss()
     assert statuses == [200] * 50
-    print(f"server memory: {after_first / 2 ** 20:.0f} MB after the first request, {after / 2 ** 20:.0f} MB after 50 more")
-    assert after <= 1.10 * after_first, f"{after_first / 2 ** 20:.0f} MB after the first, {after / 2 ** 20:.0f} MB after 50"
+    measured = f"{after_first / 2 ** 20:.0f} MB after the first request, {after / 2 ** 20:.0f} MB after 50 more"
+    print(f"server memory: {measured}")
+    assert after <= 1.10 * after_first, measured
     assert server.alive()
 
 

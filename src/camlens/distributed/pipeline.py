@@ -3,9 +3,10 @@
 The pipeline: the photos' paths (and labels and boxes) as rows → ``map_batches`` CPU tasks read
 and preprocess them → an actor pool explains or evaluates them, each actor building the model
 once from a *factory* (a model is not pickled per task) → the driver writes the rows as Parquet
-shards as they arrive, a chunk of photos to a shard (:mod:`~camlens.distributed.shards`). The driver writes, not the workers,
-so that no shared file system is needed and each shard is whole or absent: a killed run resumes
-from the ids its shards hold, computing nothing twice and losing nothing. An actor that dies is
+shards as they arrive, a chunk of photos to a shard (:mod:`~camlens.distributed.shards`). The
+driver writes, not the workers, so that no shared file system is needed and each shard is whole
+or absent: a killed run resumes from the ids its shards hold, computing nothing twice and losing
+nothing. An actor that dies is
 restarted by Ray and the batch it held retried: Ray Data's own retry options for actor pools
 (``max_restarts=-1``, ``max_task_retries=-1``: without limit, for system failures — a worker
 process killed or lost — while an exception in camlens's code fails the run at once).
@@ -69,7 +70,7 @@ class RayRun:
         return Shards(self.out / "shards", self.columns).table()
 
 
-def _ray(address: str | None, workers: int, cpus: int, gpus: float):
+def _ray(address: str | None, workers: int, cpus: int):
     try:
         import ray
         import ray.data
@@ -124,7 +125,7 @@ def _pipeline(shards: Shards, chunks: list[dict], preprocessing, worker: type, o
     shard as it arrives; the number of rows written."""
     if not chunks:
         return 0
-    ray, started = _ray(address, workers, cpus_per_worker, gpus_per_worker)
+    ray, started = _ray(address, workers, cpus_per_worker)
     quiet = logging.getLogger("ray.data")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its per-run INFO lines; camlens shows its own progress bar

@@ -190,7 +190,8 @@ class EvaluateWorker(_ModelWorker):
                 sizes = [(int(chunk["width"][i]), int(chunk["height"][i])) for i in ok]
                 records += self.step.measure([samples[i] for i in ok], self._images(chunk, ok), sizes)
             chunks.append({"id": [r["id"] for r in records], "method": [r["method"] for r in records],
-                           "class": [r.get("label") for r in records], "predicted": [r.get("predicted") for r in records],
+                           "class": [r.get("label") for r in records],
+                           "predicted": [r.get("predicted") for r in records],
                            "metrics": [_metrics(r) for r in records], "record": [json.dumps(r) for r in records],
                            "worker": [self.pid] * len(records), "error": [r.get("error") for r in records]})
         return _packed(chunks)

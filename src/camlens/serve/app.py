@@ -92,9 +92,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return templates.get_template("explorer.html").render(methods=[{"name": m.name, "title": m.title, "kind": m.kind}
-                                                 for m in METHODS.values()],
-                       models=explorer.models(), samples=list(explorer.samples), limit=_megabytes(settings.max_upload_bytes))
+        methods = [{"name": m.name, "title": m.title, "kind": m.kind} for m in METHODS.values()]
+        return templates.get_template("explorer.html").render(
+            methods=methods, models=explorer.models(), samples=list(explorer.samples),
+            limit=_megabytes(settings.max_upload_bytes))
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def documentation() -> str:
@@ -210,7 +211,8 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.limit:
-            response = JSONResponse({"detail": _too_large(self.limit)}, status_code=413, headers={"Connection": "close"})
+            response = JSONResponse({"detail": _too_large(self.limit)}, status_code=413,
+                                    headers={"Connection": "close"})
             return await response(scope, receive, send)
         read = 0
 

@@ -209,8 +209,8 @@ class ExplainResult:
                 address = f"{base}/rows/{index}/{method}"
                 pictures[method] = {"kind": kind, "title": METHODS[method].title, "png": f"{address}.png",
                                     "heat": f"{address}.jpg?alpha=1" if kind == "map" else f"{address}.jpg"}
-            layer_maps = {m: [[round(float(v), 7) for v in line] for line in self.saved["layer_maps"][m][index].tolist()]
-                          for m in self.methods if m in self.saved["layer_maps"]}
+            layer_maps = {m: [[round(float(v), 7) for v in line] for line in maps[index].tolist()]
+                          for m, maps in self.saved["layer_maps"].items() if m in self.methods}
             rows.append({**row, "pictures": pictures, "layer_maps": layer_maps})
         return {
             "id": self.id, "model": self.model, "layer": self.layer, "target": list(self.target),
@@ -343,7 +343,8 @@ class Explorer:
         for row in range(len(explanation)):
             cls = int(explanation.targets[row])
             rows.append({"index": cls, "name": loaded.class_names[cls] if cls >= 0 else "target",
-                         "score": float(explanation.scores[row]), "probability": _finite(row_probability(probabilities, cls))})
+                         "score": float(explanation.scores[row]),
+                         "probability": _finite(row_probability(probabilities, cls))})
         display = io.BytesIO()
         photo.image.save(display, format="JPEG", quality=92)
         result = ExplainResult(
