@@ -24,7 +24,7 @@ from ..explain import explain
 from ..explanation import Explanation
 from ..methods import METHODS
 from ..models import LoadedModel
-from ..report import explain_report
+from ..report import SAVE_OPTIONS, explain_report
 from ..report.overview import PER_PAGE, OverviewPages
 from ..targets import NoMatchingDetection
 from . import on_ray
@@ -45,7 +45,7 @@ from .common import (
     versions,
 )
 from .manifest import RunManifest
-from .photo_outputs import SAVE_OPTIONS, overview_row, overview_row_from_files, write_photo
+from .photo_outputs import overview_row, overview_row_from_files, write_photo
 from .queries import BoxOutsideCrop, build_query
 
 __all__ = ["add_parser", "run", "DEFAULT_METHODS"]

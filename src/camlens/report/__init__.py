@@ -7,8 +7,8 @@ Imports only torch, numpy, Pillow, matplotlib, Jinja2, :mod:`camlens.data` and t
 
 from .figures import diagnosis, plot_curves
 from .html import evaluate_report, explain_report
-from .pictures import colormap_table, draw_box, overlay, render_attribution
+from .pictures import MEDIA_TYPES, SAVE_OPTIONS, colormap_table, draw_box, overlay, render_attribution
 from .sheets import grid
 
 __all__ = ["overlay", "colormap_table", "render_attribution", "draw_box", "grid", "diagnosis", "plot_curves",
-           "explain_report", "evaluate_report"]
+           "explain_report", "evaluate_report", "SAVE_OPTIONS", "MEDIA_TYPES"]

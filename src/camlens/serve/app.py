@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..methods import METHODS
+from ..report import MEDIA_TYPES, SAVE_OPTIONS
 from .explorer import ExplainRequest, Explorer, RequestError
 from .settings import ServeSettings
 
@@ -35,8 +36,6 @@ __all__ = ["create_app"]
 
 _log = logging.getLogger("camlens.serve")
 _TEMPLATES = Path(__file__).parent / "templates"
-_PICTURE_TYPES = {"png": ("image/png", {"format": "PNG", "compress_level": 1}),
-                  "jpg": ("image/jpeg", {"format": "JPEG", "quality": 90})}
 
 
 def _megabytes(count: int) -> str:
@@ -184,14 +183,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """The map of row ``row`` by ``method`` over the photo at opacity ``alpha`` (``png`` or
         ``jpg``); ``alpha=1`` gives the colours alone where the map lies, for the page to lay
         over the photo."""
-        if kind not in _PICTURE_TYPES:
+        if kind not in SAVE_OPTIONS:
             raise RequestError(404, f"pictures are .png or .jpg, not .{kind}")
         result = explorer.results.get(key)
-        media, options = _PICTURE_TYPES[kind]
         buffer = io.BytesIO()
-        result.picture(row, method, alpha).save(buffer, **options)
+        result.picture(row, method, alpha).save(buffer, **SAVE_OPTIONS[kind])
         label = "".join(ch if ch.isalnum() else "_" for ch in result.rows[row]["name"])
-        return Response(buffer.getvalue(), media_type=media,
+        return Response(buffer.getvalue(), media_type=MEDIA_TYPES[kind],
                         headers={"Content-Disposition": f'inline; filename="{method}_{label}.{kind}"'})
 
     return app
