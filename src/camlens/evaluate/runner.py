@@ -182,11 +182,8 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
     layer = layer or model.layer
     needs = {s.id: _missing(done, s.id, methods, groups) for s in samples}
     todo = [s for s in samples if needs[s.id][0]]
-    device = model_device(model.model)
-    batch_size = batch_size or default_batch_size(device)
-    scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
-    base = _Step(model, scorer, methods, methods, layer, groups, protocol, batch_size, diagnose, out, options, device,
-                 progress)
+    base = evaluator(model, methods, groups=groups, layer=layer, protocol=protocol, batch_size=batch_size,
+                     options=options, diagnose=diagnose, out=out, progress=progress)
 
     with open(path, "a", encoding="utf-8") as results, \
             tqdm(desc="evaluate", unit="image", disable=not progress, initial=len(samples) - len(todo),
@@ -209,17 +206,20 @@ def evaluate(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[st
 
 def evaluator(model: LoadedModel, methods: Sequence[str], *, groups: Sequence[str] = ("faithfulness", "axioms"),
               layer: str | None = None, protocol: Protocol = Protocol(), batch_size: int | None = None,
-              options: dict | None = None) -> _Step:
+              options: dict | None = None, diagnose: bool = False, out: str | Path | None = None,
+              progress: bool = False) -> _Step:
     """What :func:`evaluate` does for each group of images, as a callable of its own: records of a
     list of samples (``step(samples)``), or of samples already read and preprocessed
-    (``step.measure(samples, images, sizes)``); for workers of a distributed run, which build one
-    per model and feed it the batches their readers made. No files are written (no diagnosis)."""
+    (``step.measure(samples, images, sizes)``); :func:`evaluate` feeds it groups of its dataset,
+    and the workers of a distributed run the batches their readers made. Diagnosis pictures
+    (``diagnose``) go under ``out``; nothing else is written."""
     check_groups(groups)
     methods, groups = tuple(methods), tuple(groups)
     device = model_device(model.model) or torch.device("cpu")
     scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
     step = _Step(model, scorer, methods, methods, layer or model.layer, groups, protocol,
-                 batch_size or default_batch_size(device), False, Path("."), options, device, False)
+                 batch_size or default_batch_size(device), diagnose, Path(out) if out is not None else Path("."),
+                 options, device, progress)
     return step.doing(methods, groups)
 
 
