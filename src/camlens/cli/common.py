@@ -163,11 +163,12 @@ def ray_options(args: argparse.Namespace) -> dict:
             "gpus_per_worker": args.gpus_per_worker}
 
 
-def model_factory(args: argparse.Namespace) -> Callable[[], LoadedModel]:
+def model_factory(args: argparse.Namespace) -> tuple[Callable[[], LoadedModel], LoadedModel]:
     """A picklable callable that loads the model the options name (once per worker of a
-    distributed run); checked here first, so that a bad name is a usage error before Ray starts."""
-    load_model(args.model, args.weights, args.fit)
-    return functools.partial(load, args.model, weights=args.weights, fit=args.fit)
+    distributed run), and the model it loads, built here: a bad name is a usage error before Ray
+    starts, and the driver uses this copy rather than building another."""
+    loaded = load_model(args.model, args.weights, args.fit)
+    return functools.partial(load, args.model, weights=args.weights, fit=args.fit), loaded
 
 
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:

@@ -34,7 +34,7 @@ def explain(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(pictures)} with --engine ray: a distributed run writes rows, not pictures")
     options = ray_options(args)
     methods = method_names(args.methods)
-    factory = model_factory(args)
+    factory, loaded = model_factory(args)
     named = images_named(args.images)
     out = Path(args.out)
     if (out / "run.json").exists() and not (args.resume or args.overwrite):
@@ -48,7 +48,7 @@ def explain(args: argparse.Namespace) -> int:
         done = explain_on_ray(factory, [path for path, _ in named], out, methods=methods,
                               target=args.target or ["top1"], layer=args.layer, batch_size=args.batch_size,
                               resume=not args.overwrite, settings={"weights": args.weights, "fit": args.fit},
-                              **options)
+                              loaded=loaded, **options)
     except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None
     return _report(done)
@@ -69,7 +69,7 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
     if args.diagnose:
         raise UsageError("--diagnose with --engine ray: diagnosis pictures are made by a single process")
     options = ray_options(args)
-    factory = model_factory(args)
+    factory, loaded = model_factory(args)
     try:
         from ..distributed import FolderInUse, SettingsMismatch, evaluate_on_ray
     except ImportError as error:
@@ -78,7 +78,8 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
         done = evaluate_on_ray(factory, samples, Path(args.out), methods=methods, groups=groups, protocol=protocol,
                                layer=None if args.layer == "auto" else args.layer, batch_size=args.batch_size,
                                images_per_step=args.images_per_step,
-                               resume=not args.restart, settings={"weights": args.weights, "fit": args.fit}, **options)
+                               resume=not args.restart, settings={"weights": args.weights, "fit": args.fit},
+                               loaded=loaded, **options)
     except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None
     print(done.summary.markdown())

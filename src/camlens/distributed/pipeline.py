@@ -38,6 +38,7 @@ from ..evaluate.protocol import Protocol
 from ..evaluate.runner import check_dataset, check_groups
 from ..evaluate.summary import summarize
 from ..explain import explain
+from ..methods import METHODS
 from ..models import LoadedModel
 from .shards import RunSettings, Shards
 from .workers import (
@@ -153,19 +154,21 @@ def _pipeline(shards: Shards, chunks: list[dict], preprocessing, worker: type, o
 
 def _checked_layer(loaded: LoadedModel, layer: str, methods: Sequence[str], target) -> str:
     """The layer ``layer`` names (``"auto"`` resolved), found by explaining a blank image on the
-    driver, so that a layer or method the model cannot do is an error before anything is removed
-    or started — not a traceback from a worker."""
+    driver, so that a layer, or a gradient method, the model cannot do is an error before
+    anything is removed or started — not a traceback from a worker. The perturbation methods are
+    left to the workers: one of them can cost thousands of passes of the network."""
     size = loaded.preprocessing.crop
     blank = torch.zeros(1, 3, size, size, dtype=getattr(torch, loaded.preprocessing.dtype))
+    cheap = tuple(m for m in methods if METHODS[m].kind != "perturbation") or tuple(methods[:1])
     return explain(loaded.model, loaded.inputs(blank), layer=loaded.layer if layer == "auto" else layer,
-                   methods=tuple(methods), target=target).layer
+                   methods=cheap, target=target).layer
 
 
 def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Path], out: str | Path, *,
                    methods: Sequence[str] = ("gradcam",), target: Sequence[str] = ("top1",), layer: str = "auto",
                    address: str | None = None, workers: int = 1, cpus_per_worker: int = 1, gpus_per_worker: float = 0,
                    batch_size: int = 8, resume: bool = True, progress: bool = True,
-                   settings: dict | None = None) -> RayRun:
+                   settings: dict | None = None, loaded: LoadedModel | None = None) -> RayRun:
     """Explain ``images`` (files) on Ray: ``workers`` actors each build the model with
     ``factory()`` (e.g. ``functools.partial(camlens.load, "efficientnet-lite0")``) and explain
     batches of ``batch_size`` photos for ``target`` (``topK``, or class names or indices) with
@@ -176,8 +179,9 @@ def explain_on_ray(factory: Callable[[], LoadedModel], images: Sequence[str | Pa
     layer's resolution, flattened; ``map_shape``), ``worker``, ``error`` — go to
     ``out/shards/*.parquet``; ``out/run.json`` records the settings and the outcome. A run in
     ``out`` is resumed (``resume=False`` starts over). ``settings``: more to record (the model's
-    name, for one)."""
-    loaded = factory()
+    name, for one). ``loaded``: what ``factory()`` gives, where the caller has built it already
+    (the driver then does not build it again)."""
+    loaded = loaded or factory()  # the driver's copy: preprocessing, names, the checks
     layer = _checked_layer(loaded, layer, methods, loaded.class_target(list(target)))
     rows = [{"id": path, "path": str(Path(path).resolve())} for path in dict.fromkeys(str(p) for p in images)]
     recorded = {**(settings or {}), "kind": "explain", "model": loaded.name, "layer": layer, "methods": list(methods),
@@ -195,12 +199,13 @@ def evaluate_on_ray(factory: Callable[[], LoadedModel], samples: Sequence[Sample
                     protocol: Protocol = Protocol(), layer: str | None = None, address: str | None = None,
                     workers: int = 1, cpus_per_worker: int = 1, gpus_per_worker: float = 0, images_per_step: int = 8,
                     batch_size: int | None = None, resume: bool = True, progress: bool = True,
-                    settings: dict | None = None) -> RayRun:
+                    settings: dict | None = None, loaded: LoadedModel | None = None) -> RayRun:
     """:func:`camlens.evaluate.evaluate` on Ray: the same records (``record``, the JSON of the
     single-process record), one row per (image, method), in ``out/shards/*.parquet``. Images
     are explained ``images_per_step`` together and the metrics' forward passes go ``batch_size``
-    images at a time, as in :func:`~camlens.evaluate.evaluate`."""
-    loaded = factory()
+    images at a time, as in :func:`~camlens.evaluate.evaluate`. ``loaded``: as for
+    :func:`explain_on_ray`."""
+    loaded = loaded or factory()  # the driver's copy: preprocessing, names, the checks
     check_groups(groups)
     check_dataset(samples, groups)
     layer = _checked_layer(loaded, layer or "auto", methods, None)
