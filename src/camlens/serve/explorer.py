@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -94,7 +94,8 @@ class ModelSlot:
                     raise RequestError(422, f"{loaded.name} is a {loaded.task} model; the explorer explains classes "
                                             "(camlens explain has --caption, --question and --box)")
                 self._layers = loaded.layers()
-                self._loaded = replace(loaded, model=loaded.model.to(self.device))
+                loaded.model.to(self.device)  # in place
+                self._loaded = loaded
             return self._loaded
 
     def layers(self) -> tuple[list[LayerInfo], str]:
@@ -327,13 +328,10 @@ class Explorer:
 
         return self.slot(request.model).submit(job)
 
-    def explain(self, image: Image.Image, name: str, request: ExplainRequest) -> ExplainResult:
-        """Explain one photo as ``request`` asks, in the calling thread (:meth:`submit` does it
-        on the model's thread); the result is kept for its pictures and files."""
-        return self._explain(self.check(request), image, name, request)
-
     def _explain(self, checked: tuple[ModelSlot, tuple[str, ...], Target], image: Image.Image, name: str,
                  request: ExplainRequest) -> ExplainResult:
+        """Explain one photo as the checked ``request`` asks (on the model's thread, see
+        :meth:`submit`); the result is kept for its pictures and files."""
         slot, methods, target = checked
         loaded = slot.loaded()
         tensor, photo = Photo.of(image, Path(name), loaded.preprocessing, self.settings.display_side)
