@@ -11,7 +11,7 @@ import torch
 
 from .base import Target, TargetScores
 
-__all__ = ["RegionScore", "SegmentationRegion"]
+__all__ = ["BoxRegion", "RegionScore", "SegmentationRegion"]
 
 
 class RegionScore(Target):
@@ -86,3 +86,54 @@ class SegmentationRegion(RegionScore):
 
     def _class(self) -> int:
         return self.class_index
+
+
+class BoxRegion(RegionScore):
+    r"""The sum of a dense output inside a box drawn on the *input* image: a text detector's region
+    score over one word, a face detector's probability over one face.
+
+    ``boxes`` are ``(x0, y0, x1, y1)`` in the input's pixels: one box (4,) for every image or one
+    per image (B, 4); ``size`` is the input's (height, width). The output map (h, w) may be
+    smaller than the input (CRAFT's is half of it, P-Net's about a fifth): the mask is built when
+    the output is seen, an output pixel counting when its centre, scaled to the input
+    (:math:`x_{in} = (j + \tfrac12) \cdot W / w`), lies inside the box. A box with no output pixel
+    inside is an error. :math:`y = \sum_{ij} M_{ij} O_{c,ij}` as for :class:`RegionScore`.
+    """
+
+    def __init__(self, boxes: torch.Tensor | tuple | list, size: tuple[int, int], channel: int | None = None):
+        boxes = torch.as_tensor(boxes, dtype=torch.float64)
+        if boxes.shape[-1:] != (4,) or boxes.dim() not in (1, 2):
+            raise ValueError(f"boxes must be (4,) or (B, 4) as x0, y0, x1, y1; got shape {tuple(boxes.shape)}")
+        if ((boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])).any():
+            raise ValueError("a box has x1 ≤ x0 or y1 ≤ y0: boxes are x0, y0, x1, y1 with positive size")
+        height, width = size
+        if height <= 0 or width <= 0:
+            raise ValueError(f"size must be the input's positive (height, width), not {size}")
+        super().__init__(boxes, channel)
+        self.size = (int(height), int(width))
+
+    def _mask(self, maps: torch.Tensor) -> torch.Tensor:
+        batch = maps.shape[0]
+        if self.mask.dim() == 2 and self.mask.shape[0] != batch:
+            raise ValueError(f"got {self.mask.shape[0]} boxes for a batch of {batch} images")
+        return self._box_masks(self.mask.view(-1, 4), maps).expand_as(maps)
+
+    def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        maps = self._maps(output)
+        boxes = self.mask.view(-1, 4) if self.mask.dim() == 1 else self.mask.to(image_index.device)[image_index]
+        return (maps * self._box_masks(boxes, maps)).sum(dim=(-2, -1))
+
+    def _box_masks(self, boxes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) masks of ``boxes`` (N, 4) on the output maps (B, h, w): output pixels whose
+        centres, scaled to the input, lie inside."""
+        height, width = maps.shape[-2:]
+        boxes = boxes.to(maps.device)
+        ys = (torch.arange(height, device=maps.device, dtype=torch.float64) + 0.5) * self.size[0] / height
+        xs = (torch.arange(width, device=maps.device, dtype=torch.float64) + 0.5) * self.size[1] / width
+        inside_y = (ys >= boxes[:, 1:2]) & (ys < boxes[:, 3:4])
+        inside_x = (xs >= boxes[:, 0:1]) & (xs < boxes[:, 2:3])
+        masks = inside_y[:, :, None] & inside_x[:, None, :]
+        if not masks.flatten(1).any(dim=1).all():
+            raise ValueError(f"a box covers no pixel of the {height}×{width} output (no pixel centre lies inside it)")
+        return masks.to(maps.dtype)
