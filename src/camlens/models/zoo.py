@@ -46,6 +46,12 @@ class ZooEntry:
     requires: str | None  # the module that must be importable, if any
     build: Callable[..., LoadedModel] = field(repr=False)
     task: str = "classification"
+    licence: str = "Apache-2.0"  # of the weights
+    install: str | None = None  # the pip line that installs ``requires``, when it is not ``pip install NAME``
+
+    def install_line(self) -> str:
+        """How to install what the entry needs."""
+        return self.install or f"pip install {self.requires.replace('_', '-')}"
 
     @property
     def installed(self) -> bool:
@@ -307,8 +313,7 @@ def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedMode
                          "hf:NAME")
     entry = ZOO[name]
     if not entry.installed:
-        package = entry.requires.replace("_", "-")
-        raise ImportError(f"{name} needs the package {package}: pip install {package}")
+        raise ImportError(f"{name} needs the package {entry.requires.replace('_', '-')}: {entry.install_line()}")
     return entry.build(weights)
 
 
