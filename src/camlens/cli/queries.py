@@ -1,6 +1,6 @@
 """What ``camlens explain`` explains, from its options: classes (``--target``), a caption's words
-(``--caption``), the answer to a question (``--question``), a detector's boxes (``--box``), or why
-a photo matches a reference photo (``--reference``)."""
+(``--caption``), the answer to a question (``--question``), a detector's boxes or a score map's
+region (``--box``), or why a photo matches a reference photo (``--reference``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..data import ImageReadError, boxes_in_input, read_image, resolve_class
-from ..models import LoadedModel
-from ..targets import BoxTarget, SimilarityTarget, Target
+from ..models import DENSE_TASKS, LoadedModel
+from ..targets import BoxRegion, BoxTarget, SimilarityTarget, Target
 from .common import UsageError
 
 __all__ = ["Query", "BoxOutsideCrop", "build_query"]
@@ -103,8 +103,12 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
                      {"question": args.question, "target": args.target or ["top1"]})
 
     if args.box:
-        _needs(loaded, "--box", loaded.task == "detection", "detector (e.g. --model scenes-detector)")
+        dense = loaded.task in DENSE_TASKS
+        _needs(loaded, "--box", loaded.task == "detection" or dense,
+               "detector or a model of score maps (e.g. --model scenes-detector)")
         parsed = [_parse_box(text, loaded.class_names) for text in args.box]
+        if dense and len(parsed) > 1:
+            raise UsageError(f"{loaded.name} explains one region at a time: give one --box")
 
         def boxes(images: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> tuple[object, Target]:
             per_image = []
@@ -114,6 +118,8 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
                     raise BoxOutsideCrop(f"a --box lies outside the part of this {size[0]}×{size[1]} photo the "
                                          "model sees")
                 per_image.append(inside)
+            if dense:  # the score map's channel LABEL summed inside the box
+                return images, BoxRegion([box for box, in per_image], tuple(images.shape[-2:]), channel=parsed[0][1])
             return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(sizes))
 
         return Query(loaded.model, _layer(args, loaded.layer), boxes, {"boxes": list(args.box)})

@@ -10,12 +10,14 @@ Weights are read with ``torch.load(..., weights_only=True)``.
 
 from .efficientnet import EfficientNetLite, efficientnet_lite
 from .embedding import Embedding
-from .loaded import LayerInfo, LoadedModel
+from .loaded import DENSE_TASKS, READING_TASKS, LayerInfo, LoadedModel
 from .mobilenet import MobileNetV2, mobilenet_v2
 from .scene_training import load_scene_model
 from .zoo import ZOO, ZooEntry, available, load, wrap
 
 __all__ = [
+    "DENSE_TASKS",
+    "READING_TASKS",
     "ZOO",
     "EfficientNetLite",
     "Embedding",

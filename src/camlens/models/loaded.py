@@ -15,10 +15,15 @@ from ..data.labels import resolve_class
 from ..data.preprocessing import Preprocessing
 from ..engine.layers import LayerError, auto_layer, layer_output_shapes
 from ..engine.tokens import find_layout
-from ..targets import Classes, Target
+from ..targets import Classes, CTCTarget, RegionScore, Target
 from ..targets.resolve import top_k
 
-__all__ = ["LoadedModel", "LayerInfo", "row_probability"]
+__all__ = ["LoadedModel", "LayerInfo", "row_probability", "DENSE_TASKS", "READING_TASKS"]
+
+# tasks whose output is score maps (B, C, h, w); their class names name the channels
+DENSE_TASKS = frozenset({"face-detection", "text-detection"})
+# tasks whose output is per-step scores (B, T, V) read by greedy CTC (blank 0); class names are the characters
+READING_TASKS = frozenset({"text-reading"})
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,22 @@ class LoadedModel:
         """The classes ``specs`` name: ``"top1"`` … ``"topK"`` alone, or class indices and whole
         names (as :func:`~camlens.data.resolve_class` reads them), one per item or
         comma-separated — ImageNet's class names hold no commas. A class named twice is explained
-        once. ``ValueError`` names what cannot be read."""
+        once. ``ValueError`` names what cannot be read.
+
+        Beyond classes: a text reader (:data:`READING_TASKS`) explains what it read, one row per
+        character (:class:`~camlens.targets.CTCTarget`; ``specs`` must be empty or ``top1``); a
+        model of score maps (:data:`DENSE_TASKS`) explains the sum of one channel's map (the
+        channel ``specs`` names, by default the first) over the whole image."""
         specs = [piece.strip() for spec in specs for piece in spec.split(",") if piece.strip()] or ["top1"]
+        if self.task in READING_TASKS:
+            if specs != ["top1"]:
+                raise ValueError(f"{self.name} reads text: it explains each character it read, and takes no target")
+            return CTCTarget(blank=0)
+        if self.task in DENSE_TASKS:
+            if len(specs) > 1:
+                raise ValueError(f"{self.name} outputs score maps: name one of them ({', '.join(self.class_names)})")
+            channel = 0 if specs == ["top1"] else resolve_class(specs[0], self.class_names)
+            return RegionScore(None, channel=channel)
         tops = [top for spec in specs if (top := top_k(spec)) is not None]
         if tops and len(specs) > 1:
             raise ValueError("topK cannot be combined with other targets")

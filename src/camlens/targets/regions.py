@@ -19,10 +19,11 @@ class RegionScore(Target):
 
     ``output`` is (B, H, W) (one map per image) or (B, C, H, W); ``channel`` picks ``c`` from the
     latter and may be omitted when C = 1. The mask must have the output's H × W: a mask drawn on
-    the input image is resized to the output by the caller, who knows how the two align.
+    the input image is resized to the output by the caller, who knows how the two align (or use
+    :class:`BoxRegion`). ``mask=None`` sums the whole map: "why does it score high anywhere?".
     """
 
-    def __init__(self, mask: torch.Tensor, channel: int | None = None):
+    def __init__(self, mask: torch.Tensor | None, channel: int | None = None):
         self.mask = mask
         self.channel = channel
 
@@ -46,6 +47,8 @@ class RegionScore(Target):
 
     def _mask(self, maps: torch.Tensor) -> torch.Tensor:
         batch, height, width = maps.shape
+        if self.mask is None:
+            return torch.ones_like(maps)
         mask = torch.as_tensor(self.mask, device=maps.device).to(maps.dtype)
         if mask.shape[-2:] != (height, width) or mask.dim() not in (2, 3) or (mask.dim() == 3 and mask.shape[0] != batch):
             raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the output's (B, H, W) = {(batch, height, width)}")
@@ -63,6 +66,8 @@ class RegionScore(Target):
     def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         maps = self._maps(output)
+        if self.mask is None:
+            return maps.sum(dim=(-2, -1))
         mask = torch.as_tensor(self.mask, device=output.device).to(output.dtype)
         if mask.dim() == 3:
             mask = mask[image_index]
