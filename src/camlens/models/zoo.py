@@ -26,6 +26,7 @@ from ..data.preprocessing import Fit, Preprocessing
 from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from .efficientnet import efficientnet_lite
 from .embedding import Embedding
+from .faces import ONET_LAYER, PNET_LAYER, RNET_LAYER, mtcnn_onet, mtcnn_pnet, mtcnn_rnet
 from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
 from .scene_training import load_scene_model
@@ -101,6 +102,9 @@ def _scene_model(task: str) -> Callable[..., LoadedModel]:
     return build
 
 
+# the face and text models' packages pin old torch and numpy (they run on today's): installed without dependencies
+_FACENET = "pip install --no-deps facenet-pytorch==2.6.0"
+
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -122,6 +126,12 @@ ZOO: dict[str, ZooEntry] = {
                  SCENE_LAYER, None, _scene_model("detector"), "detection"),
         ZooEntry("scenes-vit", "the classifier's task by a small vision transformer (conv stem, 8×8 tokens), 64 px",
                  SCENE_VIT_LAYER, None, _scene_model("vit"), "multilabel"),
+        ZooEntry("mtcnn-pnet", "MTCNN P-Net (facenet-pytorch): face-probability map of a whole photo, 224 px; --box",
+                 PNET_LAYER, "facenet_pytorch", mtcnn_pnet, "face-detection", "MIT", _FACENET),
+        ZooEntry("mtcnn-rnet", "MTCNN R-Net (facenet-pytorch): face / no-face logits of a 24 px face crop",
+                 RNET_LAYER, "facenet_pytorch", mtcnn_rnet, "face-scoring", "MIT", _FACENET),
+        ZooEntry("mtcnn-onet", "MTCNN O-Net (facenet-pytorch): face / no-face logits of a 48 px face crop",
+                 ONET_LAYER, "facenet_pytorch", mtcnn_onet, "face-scoring", "MIT", _FACENET),
     )
 }
 

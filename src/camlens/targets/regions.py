@@ -55,7 +55,8 @@ class RegionScore(Target):
         return mask
 
     def _class(self) -> int:
-        return -1
+        """A row's class: the channel explained (-1 for a map without channels)."""
+        return -1 if self.channel is None else self.channel
 
     def __call__(self, output: torch.Tensor) -> TargetScores:
         maps = self._maps(output)
