@@ -128,3 +128,21 @@ def test_a_photo_whose_crop_misses_the_box_fails_alone(scene, tmp_path):
     canvas.paste(chosen.pil(), (68, 0))
     canvas.save(wide)
     assert "lies outside the part of this 200×64 photo" in explained_beside(path, wide, circle, tmp_path / "out")
+
+
+def test_a_face_detector_explains_its_map_inside_a_box_or_over_the_photo(shared_data, tmp_path, capsys):
+    pytest.importorskip("facenet_pytorch", reason="pip install --no-deps facenet-pytorch==2.6.0")
+    photo = shared_data("coral_test_images/grace_hopper.png")
+    boxed, whole = tmp_path / "boxed", tmp_path / "whole"
+    common = ["--model", "mtcnn-pnet", "--methods", "gradcam,layercam"]
+    assert main(["explain", str(photo), *common, "--box", "177,113,352,328:face", "--out", str(boxed)]) == 0
+    assert main(["explain", str(photo), *common, "--out", str(whole)]) == 0
+    scores = []
+    for out in (boxed, whole):
+        record = json.loads((out / "manifest.json").read_text())["images"][0]
+        assert [(c["index"], c["name"]) for c in record["classes"]] == [(0, "face")]
+        scores.append(record["classes"][0]["score"])
+    assert 0 < scores[0] < scores[1]  # the probability inside the face's box is part of the whole map's
+    assert main(["explain", str(photo), *common, "--box", "0,0,50,50:face", "--box", "60,60,90,90:face",
+                 "--out", str(tmp_path / "two")]) == 2
+    assert "explains one region at a time" in capsys.readouterr().err

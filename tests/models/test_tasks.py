@@ -1,0 +1,85 @@
+"""What a model's task makes of ``--target`` and ``--box``: a text reader explains each character it
+read, a model of score maps one channel, over the whole image or inside a box. Hand-built models
+with known outputs, so every number is checked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import camlens
+from camlens.data import Preprocessing
+from camlens.models import LoadedModel
+from camlens.targets import BoxRegion, CTCTarget, RegionScore
+
+PREPROCESSING = Preprocessing(8, 8, (0.5,) * 3, (0.5,) * 3)
+
+
+class TwoMaps(nn.Module):
+    """(B, 3, 8, 8) → (B, 2, 4, 4): channel 0 is the first colour pooled 2×2, channel 1 twice the second."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = nn.functional.avg_pool2d(self.features(images), 2)
+        return torch.stack([pooled[:, 0], 2 * pooled[:, 1]], dim=1)
+
+
+def test_a_model_of_score_maps_explains_the_channel_named_over_the_whole_image():
+    loaded = LoadedModel("maps", TwoMaps(), PREPROCESSING, ("region", "affinity"), "features", task="text-detection")
+    images = torch.arange(2 * 3 * 64, dtype=torch.float32).view(2, 3, 8, 8)
+    outputs = loaded.model(images)
+    first, second = loaded.class_target([]), loaded.class_target(["affinity"])
+    assert isinstance(first, RegionScore) and first.channel == 0 and second.channel == 1
+    assert torch.allclose(first(outputs).scores, outputs[:, 0].sum(dim=(1, 2)))
+    assert second(outputs).classes.tolist() == [1, 1]  # a row's class is its channel
+    with pytest.raises(ValueError, match="outputs score maps: name one of them"):
+        loaded.class_target(["region,affinity"])
+    with pytest.raises(ValueError, match="'glyph'"):
+        loaded.class_target(["glyph"])
+
+
+def test_a_box_region_sums_the_output_pixels_whose_centres_lie_in_the_box():
+    outputs = torch.arange(2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
+    # an 8×8 input; output pixel (i, j) is centred at input (2i + 1, 2j + 1)
+    target = BoxRegion([2, 0, 6, 3], (8, 8))  # columns 1–2, row 0
+    assert target(outputs).scores.tolist() == [1 + 2, 17 + 18]
+    per_image = BoxRegion([[0, 0, 2, 2], [6, 6, 8, 8]], (8, 8))
+    assert per_image(outputs).scores.tolist() == [0, 31]
+    # a perturbed batch: each row keeps its own image's box
+    assert per_image.rescore(outputs[[0, 0]], None, torch.tensor([1, 0])).tolist() == [15, 0]
+    with pytest.raises(ValueError, match="covers no pixel"):
+        BoxRegion([0.2, 0.2, 0.8, 0.8], (8, 8))(outputs)
+    with pytest.raises(ValueError, match="x1 ≤ x0"):
+        BoxRegion([4, 0, 2, 3], (8, 8))
+    with pytest.raises(ValueError, match="got 2 boxes for a batch of 3"):
+        per_image(torch.zeros(3, 1, 4, 4))
+
+
+class Reader(nn.Module):
+    """(B, 3, 8, 8) → (B, 4, 3): step t reads the mean of column pair t as character 1 or 2 (blank 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        columns = nn.functional.avg_pool2d(self.features(images), (8, 2))[:, 0, 0]  # (B, 4)
+        return torch.stack([torch.zeros_like(columns), columns, -columns], dim=2)
+
+
+def test_a_text_reader_explains_each_character_it_read_and_takes_no_target():
+    loaded = LoadedModel("reader", Reader(), PREPROCESSING, ("", "a", "b"), "features", task="text-reading")
+    target = loaded.class_target([])
+    assert isinstance(target, CTCTarget) and target.blank == 0
+    images = torch.zeros(1, 3, 8, 8)
+    images[:, :, :, 0:2], images[:, :, :, 4:6] = 1.0, -1.0  # reads "a" at step 0, "b" at step 2
+    explanation = camlens.explain(loaded.model, images, "features", "hirescam", target)
+    assert explanation.targets.tolist() == [1, 2] and explanation.positions.tolist() == [0, 2]
+    peaks = explanation.maps["hirescam"].amax(dim=1).argmax(dim=1)  # the column where each map peaks
+    assert peaks.tolist()[0] < 2 <= 4 <= peaks.tolist()[1] < 6
+    with pytest.raises(ValueError, match="reads text: it explains each character it read"):
+        loaded.class_target(["a"])
