@@ -88,7 +88,7 @@ def images_named(sources: list[str]) -> list[tuple[Path, str]]:
     return named
 
 
-def load_model(name: str, weights: str | None, fit: str = "crop", pretrained: bool = True) -> LoadedModel:
+def load_model(name: str, weights: str | None, fit: str | None = None, pretrained: bool = True) -> LoadedModel:
     """The model, or a usage error that says why it cannot be loaded."""
     try:
         return load(name, weights=weights, fit=fit, pretrained=pretrained)
@@ -174,17 +174,18 @@ def model_factory(args: argparse.Namespace) -> tuple[Callable[[], LoadedModel], 
 def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
     """``--model``, ``--weights`` and ``--layer``, the same for every command that loads a model."""
     parser.add_argument("--model", default="efficientnet-lite0",
-                        help="zoo name, torchvision:NAME, timm:NAME or hf:NAME (default: %(default)s)")
+                        help="zoo name (camlens models), torchvision:NAME, timm:NAME, hf:NAME or onnx:PATH "
+                             "(default: %(default)s)")
     parser.add_argument("--weights", metavar="PATH",
                         help="a weights file (a state dict): mobilenet-v2 needs one; for torchvision:NAME and "
                              "timm:NAME it replaces the pretrained weights (your fine-tuned model, say)")
     parser.add_argument("--layer", default="auto", help=layer_help)
-    parser.add_argument("--fit", choices=FITS, default="crop",
+    parser.add_argument("--fit", choices=FITS, default=None,
                         help="how a photo becomes the model's square input: crop (resize the short side, center-crop: "
                              "how the models were validated, so scores are the published ones, but the map cannot "
                              "see what the crop cuts off), resize (stretch the whole photo) or pad (scale the long "
                              "side, pad with the mean colour); with resize and pad the map covers the whole photo "
-                             "(default: %(default)s)")
+                             "(default: the model's own: crop for classifiers, pad for the face and text detectors)")
 
 
 def subcommand(commands: argparse._SubParsersAction, name: str, help: str, description: str | None = None,

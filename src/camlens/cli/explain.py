@@ -119,10 +119,10 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool) -> bool:
 def _preflight(query, loaded: LoadedModel, device, methods, model_name: str) -> None:
     """Explain a blank image once, so that a layer that cannot be explained (not there, 1×1
     maps) is a usage error before an ``--overwrite`` removes the earlier run."""
-    size = loaded.preprocessing.crop
-    blank = torch.zeros(1, 3, size, size, dtype=getattr(torch, loaded.preprocessing.dtype), device=device)
+    height, width = loaded.preprocessing.size
+    blank = torch.zeros(1, 3, height, width, dtype=getattr(torch, loaded.preprocessing.dtype), device=device)
     try:
-        inputs, target = query.build(blank, [(size, size)])
+        inputs, target = query.build(blank, [(width, height)])
         explain(query.model.to(device), inputs, layer=query.layer, methods=methods[:1], target=target)
     except LayerError as error:
         raise usage_error(error, model_name) from None
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     max_side = args.max_side or None
     settings = {"model": loaded.name, "weights": str(args.weights) if args.weights else None, "layer": query.layer,
-                "fit": args.fit, "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side,
+                "fit": loaded.preprocessing.fit, "methods": list(methods), **query.description, "boxes": args.boxes, "max_side": max_side,
                 "format": args.format}
     info = {"camlens": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": ["camlens", *sys.argv[1:]], "device": str(device), "preprocessing": _describe(loaded),

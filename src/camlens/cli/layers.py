@@ -11,9 +11,9 @@ __all__ = ["add_parser", "run"]
 
 def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.weights, pretrained=False)  # shapes need no download
-    crop = loaded.preprocessing.crop
+    height, width = loaded.preprocessing.size
     found, chosen = loaded.layers()
-    print(f"{loaded.name}: layers in the order they produce their outputs, on a {crop}×{crop} input")
+    print(f"{loaded.name}: layers in the order they produce their outputs, on a {height}×{width} input")
     print(f"  recommended: {loaded.layer}   'auto' finds: {chosen}")
     for layer in found:
         print(f"  {'*' if layer.explainable else ' '} {layer.name:40s} {layer.kind:22s} {layer.described}")

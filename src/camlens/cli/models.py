@@ -15,7 +15,8 @@ def run(args: argparse.Namespace) -> int:
     for entry in ZOO.values():
         print(f"{entry.name:22s} {'yes' if entry.installed else 'no':10s} {entry.task:15s} {entry.licence:11s} "
               f"{entry.layer:16s} {entry.description}" + ("" if entry.installed else f" ({entry.install_line()})"))
-    print("also: torchvision:NAME and timm:NAME when torchvision / timm are installed (e.g. torchvision:resnet50)")
+    print("also: torchvision:NAME and timm:NAME when torchvision / timm are installed (e.g. torchvision:resnet50), "
+          "hf:NAME (transformers) and onnx:PATH (an ONNX file; pip install onnx onnx2torch onnxsim onnxruntime)")
     return EXIT_OK
 
 

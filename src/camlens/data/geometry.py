@@ -22,11 +22,12 @@ def boxes_in_input(boxes: Sequence[Box], size: tuple[int, int], preprocessing: P
     pixels after ``preprocessing`` fits the photo into its square (:attr:`Preprocessing.fit`),
     clipped to the square; boxes that fall entirely outside it (cut off by a crop) are dropped."""
     x0, y0, x1, y1 = preprocessing.crop_box(size)
-    scale_x, scale_y = preprocessing.crop / (x1 - x0), preprocessing.crop / (y1 - y0)
+    height, width = preprocessing.size
+    scale_x, scale_y = width / (x1 - x0), height / (y1 - y0)
     result = []
     for bx0, by0, bx1, by1 in boxes:
-        box = tuple(min(max(v, 0.0), float(preprocessing.crop)) for v in
-                    ((bx0 - x0) * scale_x, (by0 - y0) * scale_y, (bx1 - x0) * scale_x, (by1 - y0) * scale_y))
+        box = ((bx0 - x0) * scale_x, (by0 - y0) * scale_y, (bx1 - x0) * scale_x, (by1 - y0) * scale_y)
+        box = tuple(min(max(v, 0.0), float(limit)) for v, limit in zip(box, (width, height, width, height)))
         if box[2] > box[0] and box[3] > box[1]:
             result.append(box)
     return result

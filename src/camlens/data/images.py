@@ -137,5 +137,5 @@ def load_images(sources: Sequence[str | Path], preprocessing: Preprocessing, ski
             if not skip_errors:
                 raise
             failures.append(error)
-    tensor = torch.stack([preprocessing(image) for image in originals]) if originals else torch.empty(0, 3, preprocessing.crop, preprocessing.crop)
+    tensor = torch.stack([preprocessing(image) for image in originals]) if originals else torch.empty(0, 3, *preprocessing.size)
     return ImageBatch(tensor, originals, paths, failures)

@@ -37,6 +37,11 @@ class Preprocessing:
       model never met in training.
 
     For resize and pad the model's square covers the whole photo, so maps do too.
+
+    ``width``, when given, makes the input a ``crop`` × ``width`` rectangle (height × width) rather
+    than a square: a text reader's word crop (48 × 320). The fits generalize: crop scales the
+    photo by ``resize / crop`` times what makes it cover the rectangle, pad by what makes it fit
+    inside, resize stretches it.
     """
 
     resize: int
@@ -45,25 +50,32 @@ class Preprocessing:
     std: tuple[float, float, float]
     dtype: str = "float32"
     fit: Fit = "crop"
+    width: int | None = None
 
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The model's input (height, width): ``(crop, crop)``, or ``(crop, width)``."""
+        return self.crop, self.width or self.crop
 
     def placement(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
         """Where a photo of ``size`` (width, height) lies in the model's square: it is resized to
         (width', height') and its top-left corner placed at (left, top) in the square — negative
         for a crop (the photo extends past the square), positive for a pad."""
         width, height = size
+        target_h, target_w = self.size
         if self.fit == "resize":
-            return self.crop, self.crop, 0, 0
-        if self.fit == "crop":
-            scale = self.resize / min(width, height)
-            resized = max(self.crop, round(width * scale)), max(self.crop, round(height * scale))
-            return *resized, -((resized[0] - self.crop) // 2), -((resized[1] - self.crop) // 2)
-        scale = self.crop / max(width, height)
-        resized = max(1, min(self.crop, round(width * scale))), max(1, min(self.crop, round(height * scale)))
-        return *resized, (self.crop - resized[0]) // 2, (self.crop - resized[1]) // 2
+            return target_w, target_h, 0, 0
+        if self.fit == "crop":  # for a square: the short side resized to ``resize``
+            scale = self.resize / self.crop * max(target_w / width, target_h / height)
+            resized = max(target_w, round(width * scale)), max(target_h, round(height * scale))
+            return *resized, -((resized[0] - target_w) // 2), -((resized[1] - target_h) // 2)
+        scale = min(target_w / width, target_h / height)
+        resized = max(1, min(target_w, round(width * scale))), max(1, min(target_h, round(height * scale)))
+        return *resized, (target_w - resized[0]) // 2, (target_h - resized[1]) // 2
 
     def crop_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         """The region ``(x0, y0, x1, y1)``, in the original image's pixels (``size`` = (width,
@@ -73,7 +85,8 @@ class Preprocessing:
         width, height = size
         resized_w, resized_h, left, top = self.placement(size)
         sx, sy = resized_w / width, resized_h / height
-        return -left / sx, -top / sy, (self.crop - left) / sx, (self.crop - top) / sy
+        target_h, target_w = self.size
+        return -left / sx, -top / sy, (target_w - left) / sx, (target_h - top) / sy
 
     def fit_image(self, image: Image.Image, resample: int = Image.BILINEAR, fill: int | tuple[int, ...] = 0) -> Image.Image:
         """The geometry alone: the photo placed in the model's square, padding (if any) filled
@@ -81,24 +94,26 @@ class Preprocessing:
         masks)."""
         resized_w, resized_h, left, top = self.placement(image.size)
         image = image.resize((resized_w, resized_h), resample)
-        if (left, top, resized_w, resized_h) == (0, 0, self.crop, self.crop):
+        target_h, target_w = self.size
+        if (left, top, resized_w, resized_h) == (0, 0, target_w, target_h):
             return image
-        canvas = Image.new(image.mode, (self.crop, self.crop), fill)
+        canvas = Image.new(image.mode, (target_w, target_h), fill)
         canvas.paste(image, (left, top))
         return canvas
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image → a (3, crop, crop) tensor; padding is zero (the mean colour)."""
+        """A PIL image → a (3, crop, crop) tensor (or (3, crop, width)); padding is zero (the mean colour)."""
         resized_w, resized_h, left, top = self.placement(image.size)
         image = image.convert("RGB").resize((resized_w, resized_h), Image.BILINEAR)
         pixels = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         normalized = (pixels - mean) / std
-        if (left, top, resized_w, resized_h) != (0, 0, self.crop, self.crop):
-            square = torch.zeros(3, self.crop, self.crop)
+        target_h, target_w = self.size
+        if (left, top, resized_w, resized_h) != (0, 0, target_w, target_h):
+            square = torch.zeros(3, target_h, target_w)
             x0, y0 = max(left, 0), max(top, 0)
-            x1, y1 = min(left + resized_w, self.crop), min(top + resized_h, self.crop)
+            x1, y1 = min(left + resized_w, target_w), min(top + resized_h, target_h)
             square[:, y0:y1, x0:x1] = normalized[:, y0 - top:y1 - top, x0 - left:x1 - left]
             normalized = square
         return normalized.to(getattr(torch, self.dtype))

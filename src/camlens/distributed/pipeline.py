@@ -157,8 +157,7 @@ def _checked_layer(loaded: LoadedModel, layer: str, methods: Sequence[str], targ
     driver, so that a layer, or a gradient method, the model cannot do is an error before
     anything is removed or started — not a traceback from a worker. The perturbation methods are
     left to the workers: one of them can cost thousands of passes of the network."""
-    size = loaded.preprocessing.crop
-    blank = torch.zeros(1, 3, size, size, dtype=getattr(torch, loaded.preprocessing.dtype))
+    blank = torch.zeros(1, 3, *loaded.preprocessing.size, dtype=getattr(torch, loaded.preprocessing.dtype))
     cheap = tuple(m for m in methods if METHODS[m].kind != "perturbation") or tuple(methods[:1])
     return explain(loaded.model, loaded.inputs(blank), layer=loaded.layer if layer == "auto" else layer,
                    methods=cheap, target=target).layer

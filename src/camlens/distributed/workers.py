@@ -50,7 +50,7 @@ def read_photos(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> d
     A chunk is the batch the model will explain, fixed by the driver: explaining the same photos
     together as a single process does gives the same numbers to the last bit, which batches Ray
     formed on its own would not."""
-    blank = np.zeros((3, preprocessing.crop, preprocessing.crop), dtype=np.float32)
+    blank = np.zeros((3, *preprocessing.size), dtype=np.float32)
     chunks: dict[str, list] = {"pixels": [], "width": [], "height": [], "error": []}
     for paths in batch["path"]:
         pixels, widths, heights, errors = [], [], [], []

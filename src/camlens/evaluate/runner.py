@@ -115,7 +115,6 @@ def _shapley(explanation: Explanation, method: str) -> dict[str, float]:
 def _localization(sample: Sample, size: tuple[int, int], model: LoadedModel, predicted: Explanation,
                   truth: Explanation | None, method: str, mask: torch.Tensor | None, protocol: Protocol) -> dict[str, float]:
     result: dict[str, float] = {}
-    crop = model.preprocessing.crop
     truths = boxes_in_input(sample.boxes_of(sample.label), size, model.preprocessing) if sample.boxes else []
     if truths:
         classes = [int(c) for c in predicted.targets]
@@ -125,7 +124,7 @@ def _localization(sample: Sample, size: tuple[int, int], model: LoadedModel, pre
     if truth is None:
         return result
     saliency = truth.maps[method][0].clamp_min(0).cpu()
-    region = mask if mask is not None else (localization.boxes_mask(truths, (crop, crop)) if truths else None)
+    region = mask if mask is not None else (localization.boxes_mask(truths, model.preprocessing.size) if truths else None)
     if truths:
         result["box_iou"] = localization.best_iou(protocol.box(saliency), truths)
     if region is not None:

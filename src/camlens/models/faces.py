@@ -47,6 +47,7 @@ from torch import nn
 from ..data.geometry import Box
 from ..data.preprocessing import Preprocessing
 from .loaded import LoadedModel
+from .state import load_state
 
 __all__ = ["FACE_CLASSES", "PNET_LAYER", "RNET_LAYER", "ONET_LAYER", "Face", "FaceLogits", "FaceProbabilityMap",
            "box_in_crop", "detect_faces", "face_input", "mtcnn_onet", "mtcnn_pnet", "mtcnn_rnet", "pnet_preprocessing",
@@ -83,8 +84,6 @@ def _network(kind: str, weights: str | Path | None) -> nn.Module:
         path = Path(mtcnn.__file__).parent.parent / "data" / f"{kind.lower()}.pt"
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
-        from .zoo import load_state  # the zoo imports this module's builders
-
         load_state(net, weights, f"MTCNN {kind}")
     return net.eval()
 

@@ -319,24 +319,22 @@ def onnx_model(path: str, weights: str | Path | None = None, pretrained: bool = 
     """``onnx:PATH``: the image classifier in the ONNX file ``path`` (:func:`load_onnx`), ready to
     explain. Preprocessing: ImageNet's mean and std at the file's fixed input size (resized to
     side / 0.875, then center-cropped, as ImageNet classifiers are validated), or at 224 pixels
-    where the file leaves it free; a file with a fixed non-square input is refused (camlens fits
-    photos into squares). Class names: ImageNet's for 1000 outputs, ``"class i"`` otherwise.
-    The layer is ``"auto"``. The weights are the file's: ``weights=`` and ``pretrained=False``
-    are refused."""
+    where the file leaves it free (a fixed rectangle is center-cropped alike); a graph onnx2torch
+    converts only at a fixed shape is fixed at that size. Class names: ImageNet's for 1000
+    outputs, ``"class i"`` otherwise. The layer is ``"auto"``. The weights are always the file's:
+    ``weights=`` is refused, and ``pretrained`` has no effect (nothing is downloaded)."""
     if weights is not None:
         raise ValueError("onnx:PATH takes its weights from the ONNX file; do not pass weights=")
-    if not pretrained:
-        raise ValueError("onnx:PATH has the weights of its file; random weights (pretrained=False) are not available")
     image = onnx_input(path)
-    side = image.side
-    if side is not None and side[0] != side[1]:
-        raise ValueError(f"{path} takes {side[0]}×{side[1]} inputs; camlens fits photos into squares, so onnx:PATH "
-                         "needs a square or free input size")
-    crop = side[0] if side is not None else DEFAULT_SIDE
-    model = load_onnx(path)
+    height, width = image.side if image.side is not None else (DEFAULT_SIDE, DEFAULT_SIDE)
+    # checked at the preprocessing's size, which is also the shape a dynamic graph is fixed at if it must be
+    batch, channels = image.shape[:2]
+    example = _example(OnnxInput(image.name, (batch, channels, height, width)), CHECK_BATCH if batch is None else None)
+    model = load_onnx(path, example)
     with torch.no_grad():
-        output = _outputs(model(torch.zeros(1, image.shape[1] or 3, crop, crop)))[0]
+        output = _outputs(model(example[:1]))[0]
     classes = output.shape[1] if output.dim() >= 2 else 1
     names = imagenet_classes() if classes == 1000 else tuple(f"class {i}" for i in range(classes))
-    preprocessing = Preprocessing(round(crop / 0.875), crop, IMAGENET_MEAN, IMAGENET_STD)
+    preprocessing = Preprocessing(round(height / 0.875), height, IMAGENET_MEAN, IMAGENET_STD,
+                                  width=None if width == height else width)
     return LoadedModel(f"onnx:{path}", model, preprocessing, tuple(names))

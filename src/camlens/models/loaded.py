@@ -122,11 +122,11 @@ class LoadedModel:
     def layers(self) -> tuple[list[LayerInfo], str]:
         """Every named layer in the order its output is produced on one blank input of the model's
         size (one forward pass, no download), and the layer ``"auto"`` finds there."""
-        crop = self.preprocessing.crop
-        inputs = self.inputs(torch.zeros(1, 3, crop, crop))
+        size = self.preprocessing.size
+        inputs = self.inputs(torch.zeros(1, 3, *size))
         found = []
         for name, shape in layer_output_shapes(self.model, inputs).items():
-            explainable, described = self._describe(name, shape, (crop, crop))
+            explainable, described = self._describe(name, shape, size)
             found.append(LayerInfo(name, type(self.model.get_submodule(name)).__name__, shape, explainable, described))
         return found, auto_layer(self.model, inputs)
 

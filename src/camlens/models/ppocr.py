@@ -71,9 +71,10 @@ DETECTOR_PREPROCESSING = Preprocessing(resize=DETECTOR_SIDE, crop=DETECTOR_SIDE,
 DETECTOR_LAYER = "p2o/Relu/10"
 
 READER_HEIGHT, READER_WIDTH = 48, 320
-# Mean and std of the reader's input; its geometry is word_crop's (48 × 320, not a square): the
-# square of a whole image would not fit the converted graph.
-READER_PREPROCESSING = Preprocessing(resize=READER_HEIGHT, crop=READER_HEIGHT, mean=MEAN, std=STD, fit="pad")
+# A photo of one word as the reader's 48 × 320 input: scaled to fit, centred, padded with zeros
+# (word_crop cuts a word out of a photo and pads on the right, as RapidOCR does).
+READER_PREPROCESSING = Preprocessing(resize=READER_HEIGHT, crop=READER_HEIGHT, mean=MEAN, std=STD, fit="pad",
+                                     width=READER_WIDTH)
 # Measured (docs/ppocr_maps.py, 20 words of two or more characters): the backbone's output
 # (480 × 3 × 80, 4-pixel columns), before the pooling to one row and the attention blocks. Each
 # character's LayerCAM peaks in reading order (Spearman ≥ 0.9 for 20 of 20 words), HiResCAM's for

@@ -27,9 +27,15 @@ from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from .efficientnet import efficientnet_lite
 from .embedding import Embedding
 from .faces import ONET_LAYER, PNET_LAYER, RNET_LAYER, mtcnn_onet, mtcnn_pnet, mtcnn_rnet
+from .from_onnx import onnx_model
+from .ppocr import DETECTOR_LAYER as PPOCR_DETECTOR_LAYER
+from .ppocr import INSTALL as PPOCR_INSTALL
+from .ppocr import READER_LAYER as PPOCR_READER_LAYER
+from .ppocr import ppocr_detector, ppocr_reader
 from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
 from .scene_training import load_scene_model
+from .state import load_state
 from .scenes import LAYER as SCENE_LAYER
 from .scenes import caption_prompt, load_scene_weights, question_tokens
 
@@ -132,6 +138,12 @@ ZOO: dict[str, ZooEntry] = {
                  RNET_LAYER, "facenet_pytorch", mtcnn_rnet, "face-scoring", "MIT", _FACENET),
         ZooEntry("mtcnn-onet", "MTCNN O-Net (facenet-pytorch): face / no-face logits of a 48 px face crop",
                  ONET_LAYER, "facenet_pytorch", mtcnn_onet, "face-scoring", "MIT", _FACENET),
+        ZooEntry("ppocr-det", "PP-OCRv4 DBNet (RapidOCR's ONNX, converted): text-probability map of a photo, 736 px; "
+                 "--box", PPOCR_DETECTOR_LAYER, "rapidocr_onnxruntime", ppocr_detector, "text-detection", "Apache-2.0",
+                 PPOCR_INSTALL),
+        ZooEntry("ppocr-rec", "PP-OCRv4 SVTR reader (RapidOCR's ONNX, converted): a map per character it reads in a "
+                 "48×320 word crop", PPOCR_READER_LAYER, "rapidocr_onnxruntime", ppocr_reader, "text-reading",
+                 "Apache-2.0", PPOCR_INSTALL),
     )
 }
 
@@ -238,21 +250,24 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
 
 
 def load(name: str, weights: str | Path | None = None, pretrained: bool = True,
-         dtype: torch.dtype | None = None, fit: Fit = "crop") -> LoadedModel:
+         dtype: torch.dtype | None = None, fit: Fit | None = None) -> LoadedModel:
     """Load a model of the zoo by name (see :data:`ZOO`), or ``torchvision:NAME`` / ``timm:NAME`` /
-    ``hf:NAME`` (a Hugging Face image classifier, by hub name or saved folder).
+    ``hf:NAME`` (a Hugging Face image classifier, by hub name or saved folder) / ``onnx:PATH``
+    (an ONNX file, converted by onnx2torch and checked against onnxruntime; see
+    :func:`~camlens.models.from_onnx.onnx_model`).
 
     ``weights`` is a path for entries that need one (``mobilenet-v2``), or one that replaces the
     pretrained weights of a torchvision or timm model (a state dict, see :func:`load_state`);
     ``pretrained=False`` gives random weights for torchvision and timm models. ``dtype`` (e.g. ``torch.float64``, for
     reference computations) casts the model's parameters and makes the preprocessing give
     tensors of that type. ``fit`` is how a photo becomes the model's square input
-    (:class:`~camlens.data.Preprocessing`): ``"crop"``, the center crop every model here was
-    validated with (the default, so that scores are the published ones), or ``"resize"`` /
-    ``"pad"``, which let the model — and the map — see the whole photo.
+    (:class:`~camlens.data.Preprocessing`): ``"crop"``, the center crop every classifier here was
+    validated with (so that scores are the published ones), or ``"resize"`` / ``"pad"``, which
+    let the model — and the map — see the whole photo; ``None`` (the default) keeps the model's
+    own: crop for classifiers, pad for the face and text detectors.
     """
     loaded = _load(name, weights, pretrained)
-    if fit != loaded.preprocessing.fit:
+    if fit is not None and fit != loaded.preprocessing.fit:
         loaded = replace(loaded, preprocessing=replace(loaded.preprocessing, fit=fit))
     if dtype is None:
         return loaded
@@ -303,6 +318,8 @@ def _hugging_face(name: str, pretrained: bool) -> LoadedModel:
 
 
 def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedModel:
+    if name.startswith("onnx:"):
+        return onnx_model(name.split(":", 1)[1], weights, pretrained)
     if name.startswith("hf:"):
         loaded = _hugging_face(name.split(":", 1)[1], pretrained and weights is None)
         if weights is not None:
@@ -320,42 +337,11 @@ def _load(name: str, weights: str | Path | None, pretrained: bool) -> LoadedMode
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(ZOO)}, torchvision:NAME, timm:NAME, "
-                         "hf:NAME")
+                         "hf:NAME, onnx:PATH")
     entry = ZOO[name]
     if not entry.installed:
         raise ImportError(f"{name} needs the package {entry.requires.replace('_', '-')}: {entry.install_line()}")
     return entry.build(weights)
-
-
-def load_state(model: nn.Module, path: str | Path, name: str) -> None:
-    """Load the weights file ``path`` into ``model`` (``name`` is for messages): a state dict
-    saved with ``torch.save(model.state_dict(), path)``, or a checkpoint that holds one under
-    ``"state_dict"`` or ``"model"``; the ``module.`` prefix of ``DataParallel`` is dropped. Every
-    key must fit: a missing file is ``FileNotFoundError``, weights of another shape a
-    ``ValueError`` naming the first keys that do not fit."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickle, zip and torch errors share no base
-        raise ValueError(f"{path} is not a weights file torch.load can read safely "
-                         f"({type(error).__name__}: {error})") from None
-    if isinstance(state, dict):
-        state = next((state[key] for key in ("state_dict", "model") if isinstance(state.get(key), dict)), state)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict (a dict of tensors, as model.state_dict() gives)")
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [key for key in set(own) & set(state) if own[key].shape != state[key].shape]
-    if missing or unexpected or shapes:
-        found = [f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
-                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
-                 f"{len(shapes)} of another shape ({', '.join(sorted(shapes)[:3])})" if shapes else ""]
-        raise ValueError(f"the weights in {path} do not fit {name}: keys {'; '.join(f for f in found if f)}. For a "
-                         "model of another shape (other classes, say), build it in Python and use camlens.wrap")
-    model.load_state_dict(state)
 
 
 def wrap(model: nn.Module, preprocessing: Preprocessing, class_names: tuple[str, ...] | None = None, layer: str = "auto",
