@@ -101,3 +101,24 @@ def test_a_padded_overlay_draws_the_map_on_the_photo_only_and_in_place():
     assert drawn.shape == (400, 600)
     ys, xs = np.nonzero(drawn > 127)
     assert abs(xs.min() - 500) <= 4 and abs(xs.max() - 589) <= 4 and abs(ys.min() - 100) <= 4 and abs(ys.max() - 299) <= 4
+
+
+def test_a_rectangular_input_fits_a_word_crop_by_each_fit():
+    """A 100×25 photo of a word into a reader's 48×320 input (height × width)."""
+    word = Image.new("RGB", (100, 25), (255, 255, 255))
+    padded = Preprocessing(48, 48, MEAN, STD, fit="pad", width=320)
+    assert padded.size == (48, 320)
+    # pad: scaled by min(320/100, 48/25) = 1.92 to 192×48, centred: 64 pixels of padding either side
+    assert padded.placement(word.size) == (192, 48, 64, 0)
+    tensor = padded(word)
+    assert tensor.shape == (3, 48, 320)
+    assert (tensor[:, :, :64] == 0).all() and (tensor[:, :, 64:256] == 1).all() and (tensor[:, :, 256:] == 0).all()
+    assert padded.crop_box(word.size) == pytest.approx((-64 / 1.92, 0, 256 / 1.92, 25))
+    assert boxes_in_input([(0, 0, 50, 25)], word.size, padded) == [pytest.approx((64, 0, 160, 48))]
+    # resize stretches to the rectangle; crop covers it (scale max(3.2, 1.92) = 3.2: 320×80) and cuts 16 rows each side
+    assert Preprocessing(48, 48, MEAN, STD, fit="resize", width=320).placement(word.size) == (320, 48, 0, 0)
+    assert Preprocessing(48, 48, MEAN, STD, fit="crop", width=320).placement(word.size) == (320, 80, 0, -16)
+    # a square is the rectangle of equal sides: the same placement as without width
+    for fit in ("crop", "resize", "pad"):
+        assert Preprocessing(256, 224, MEAN, STD, fit=fit, width=224).placement((640, 480)) == \
+            preprocessing(fit).placement((640, 480))
