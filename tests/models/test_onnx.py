@@ -5,6 +5,7 @@ per-character maps in reading order."""
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib.util
 import sys
 import warnings
@@ -231,3 +232,37 @@ def test_layercam_of_each_character_follows_reading_order(street_sign, detected,
             correlations.append(float(spearman(columns, torch.arange(len(rows), dtype=torch.float64))))
     assert len(correlations) >= 8
     assert min(correlations) >= 0.9, correlations
+
+
+def test_the_command_line_explains_an_onnx_file_like_any_model(resnet, tmp_path, capsys):
+    from camlens.cli import main
+
+    from support import SAMPLE_IMAGES
+
+    _, path = resnet
+    out = tmp_path / "out"
+    assert main(["explain", str(SAMPLE_IMAGES / "owl.jpg"), "--model", f"onnx:{path}", "--methods", "gradcam",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == f"onnx:{path}" and len(manifest["images"][0]["classes"]) == 1
+    assert main(["layers", f"onnx:{path}"]) == 0
+    assert "on a 64×64 input" in capsys.readouterr().out
+
+
+@needs_rapidocr
+def test_the_command_line_explains_each_character_of_a_word_photo(street_sign, detected, tmp_path):
+    """A photo of one word, fitted into the reader's 48×320 input by its preprocessing (centred,
+    padded), reads as RapidOCR's right-padded crop does, one map per character."""
+    from camlens.cli import main
+
+    word = next(box for box in detected[2] if (box[2] - box[0]) > 3 * (box[3] - box[1]))
+    photo = tmp_path / "word.png"
+    street_sign.crop(tuple(round(v) for v in word)).save(photo)
+    out = tmp_path / "out"
+    assert main(["explain", str(photo), "--model", "ppocr-rec", "--methods", "layercam", "--out", str(out)]) == 0
+    characters = json.loads((out / "manifest.json").read_text())["images"][0]["classes"]
+    positions = [c["position"] for c in characters]
+    assert len(characters) >= 5 and positions == sorted(positions)
+    assert "".join(c["name"] for c in characters).replace(" ", "") in {
+        "PoliceStation", "Hospital-Airport", "Polpis-Wauwinet", "SiasconsetBikePath", "SurfsideBikePath",
+        "WhalingMuseum", "InfoBur-RestRooms", "PeterFoulger&"}
