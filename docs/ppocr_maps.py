@@ -30,7 +30,6 @@ from camlens.metrics.faithfulness import spearman
 from camlens.metrics.localization import boxes_mask, energy_in
 from camlens.models import ppocr
 from camlens.targets import BoxRegion, CTCTarget
-from camlens.targets.base import Target, TargetScores
 
 METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam")
 IMAGES = ("n06794110_street_sign.JPEG", "n04149813_scoreboard.JPEG")
@@ -39,19 +38,6 @@ DETECTOR_LAYERS = ("p2o/Concat/0", "p2o/Relu/10", "p2o/Relu/11")
 # SVTR: the CNN's last block (3 × 80), pooled to one row (1 × 40), the tokens before the two
 # attention blocks, after them, and the last features before the per-step classifier.
 READER_LAYERS = ("p2o/Add/230", "p2o/AveragePool/0", "p2o/Mul/177", "p2o/Transpose/7", "p2o/Mul/200", "p2o/Mul/206")
-
-
-class WordRegions(Target):
-    """One row per box of one image: the probability summed inside the box — ``BoxRegion``'s
-    score, for every word at once, so that one forward pass serves them all."""
-
-    def __init__(self, boxes: list[tuple[float, float, float, float]], size: tuple[int, int]):
-        self.masks = torch.stack([boxes_mask([box], size) for box in boxes]).float()
-
-    def __call__(self, output: torch.Tensor) -> TargetScores:
-        scores = (output[0, 0] * self.masks).sum(dim=(1, 2))
-        rows = torch.zeros(len(scores), dtype=torch.long)
-        return TargetScores(scores, rows, rows - 1, torch.arange(len(scores)), per_image=len(scores))
 
 
 def detection(detector, photo: Image.Image, layers, methods=METHODS):
@@ -64,7 +50,7 @@ def detection(detector, photo: Image.Image, layers, methods=METHODS):
     masks = [boxes_mask([box], size) for box in boxes]
     results = {}
     for layer in layers:
-        found = explain(detector.model, inputs, layer, methods, WordRegions(boxes, size))
+        found = explain(detector.model, inputs, layer, methods, BoxRegion(boxes, size))
         for method in methods:
             rows = []
             for word, own in enumerate(masks):
@@ -79,14 +65,6 @@ def detection(detector, photo: Image.Image, layers, methods=METHODS):
             results[layer, method] = rows
     scale_x, scale_y = photo.width / size[1], photo.height / size[0]
     return results, [(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y) for x0, y0, x1, y1 in boxes], inputs
-
-
-def check_word_regions(detector, inputs: torch.Tensor, box, layer: str) -> float:
-    """The largest difference between the map of WordRegions' row and BoxRegion's for one box."""
-    size = tuple(inputs.shape[-2:])
-    ours = explain(detector.model, inputs, layer, ("layercam",), WordRegions([box], size)).maps["layercam"][0]
-    theirs = explain(detector.model, inputs, layer, ("layercam",), BoxRegion(box, size)).maps["layercam"][0]
-    return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
 def reading(reader, crops: torch.Tensor, widths: list[int], layers, methods=METHODS):
@@ -136,12 +114,6 @@ def main() -> None:
             crops.append(crop)
             widths.append(width)
             labels.append(name.split("_", 1)[1].split(".")[0])
-        if name == IMAGES[0]:
-            size = tuple(inputs.shape[-2:])
-            with torch.no_grad():
-                first = ppocr.word_boxes(detector.model(inputs))[0][0]
-            print(f"  WordRegions vs BoxRegion (LayerCAM, one word): max relative difference "
-                  f"{check_word_regions(detector, inputs, first, ppocr.DETECTOR_LAYER):.2g} on {size}")
 
     print("\n(a) DBNet, the region score of one word: mean share of the map's energy in its own box, in the "
           f"other words' boxes, and how often the peak is in its box ({len(next(iter(detections.values())))} words)")

@@ -42,21 +42,28 @@ def test_a_model_of_score_maps_explains_the_channel_named_over_the_whole_image()
         loaded.class_target(["glyph"])
 
 
-def test_a_box_region_sums_the_output_pixels_whose_centres_lie_in_the_box():
+def test_a_box_region_sums_the_output_pixels_whose_centres_lie_in_each_box():
     outputs = torch.arange(2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
     # an 8×8 input; output pixel (i, j) is centred at input (2i + 1, 2j + 1)
     target = BoxRegion([2, 0, 6, 3], (8, 8))  # columns 1–2, row 0
     assert target(outputs).scores.tolist() == [1 + 2, 17 + 18]
-    per_image = BoxRegion([[0, 0, 2, 2], [6, 6, 8, 8]], (8, 8))
-    assert per_image(outputs).scores.tolist() == [0, 31]
+    shared = BoxRegion([[0, 0, 2, 2], [6, 6, 8, 8]], (8, 8))  # two boxes for every image: a row each
+    found = shared(outputs)
+    assert found.scores.tolist() == [0, 15, 16, 31]
+    assert found.image_index.tolist() == [0, 0, 1, 1] and found.positions.tolist() == [0, 1, 0, 1]
+    per_image = BoxRegion([[[0, 0, 2, 2]], [[6, 6, 8, 8], [0, 0, 8, 2]]], (8, 8))  # one set per image
+    assert per_image(outputs).scores.tolist() == [0, 31, 16 + 17 + 18 + 19]
     # a perturbed batch: each row keeps its own image's box
-    assert per_image.rescore(outputs[[0, 0]], None, torch.tensor([1, 0])).tolist() == [15, 0]
+    rows = per_image.rescore(outputs[[0, 0, 0]], None, torch.tensor([1, 0, 1]), torch.tensor([0, 0, 1]))
+    assert rows.tolist() == [15, 0, 0 + 1 + 2 + 3]
     with pytest.raises(ValueError, match="covers no pixel"):
         BoxRegion([0.2, 0.2, 0.8, 0.8], (8, 8))(outputs)
     with pytest.raises(ValueError, match="x1 ≤ x0"):
         BoxRegion([4, 0, 2, 3], (8, 8))
-    with pytest.raises(ValueError, match="got 2 boxes for a batch of 3"):
+    with pytest.raises(ValueError, match="got boxes for 2 images, but the batch has 3"):
         per_image(torch.zeros(3, 1, 4, 4))
+    with pytest.raises(ValueError, match="no box to explain"):
+        BoxRegion([[], []], (8, 8))
 
 
 class Reader(nn.Module):

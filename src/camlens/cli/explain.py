@@ -281,7 +281,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--question", metavar="TEXT", help="question-answering models: explain the answer to it")
     parser.add_argument("--box", action="append", metavar="X0,Y0,X1,Y1:LABEL",
                         help="detectors: explain the detection of this box (photo pixels); repeat for several. "
-                             "Models of score maps (face, text detectors): the map LABEL summed inside the box")
+                             "Models of score maps (face, text detectors): the map LABEL summed inside each box")
     parser.add_argument("--reference", metavar="IMAGE",
                         help="models with an embedding: why each photo matches this one (cosine similarity)")
     parser.add_argument("--out", default="camlens-out", help="output folder (default: %(default)s)")

@@ -11,10 +11,11 @@ __all__ = ["add_parser", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"{'name':22s} {'installed':10s} {'task':15s} {'licence':11s} {'layer':16s} description")
+    layer = max(len(entry.layer) for entry in ZOO.values())
+    print(f"{'name':22s} {'installed':10s} {'task':15s} {'licence':11s} {'layer':{layer}s} description")
     for entry in ZOO.values():
         print(f"{entry.name:22s} {'yes' if entry.installed else 'no':10s} {entry.task:15s} {entry.licence:11s} "
-              f"{entry.layer:16s} {entry.description}" + ("" if entry.installed else f" ({entry.install_line()})"))
+              f"{entry.layer:{layer}s} {entry.description}" + ("" if entry.installed else f" ({entry.install_line()})"))
     print("also: torchvision:NAME and timm:NAME when torchvision / timm are installed (e.g. torchvision:resnet50), "
           "hf:NAME (transformers) and onnx:PATH (an ONNX file; pip install onnx onnx2torch onnxsim onnxruntime)")
     return EXIT_OK

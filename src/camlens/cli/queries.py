@@ -107,8 +107,8 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
         _needs(loaded, "--box", loaded.task == "detection" or dense,
                "detector or a model of score maps (e.g. --model scenes-detector)")
         parsed = [_parse_box(text, loaded.class_names) for text in args.box]
-        if dense and len(parsed) > 1:
-            raise UsageError(f"{loaded.name} explains one region at a time: give one --box")
+        if dense and len({label for _, label in parsed}) > 1:
+            raise UsageError(f"{loaded.name}'s --box regions must name one map ({', '.join(loaded.class_names)})")
 
         def boxes(images: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> tuple[object, Target]:
             per_image = []
@@ -118,8 +118,8 @@ def build_query(args: argparse.Namespace, loaded: LoadedModel, device: torch.dev
                     raise BoxOutsideCrop(f"a --box lies outside the part of this {size[0]}×{size[1]} photo the "
                                          "model sees")
                 per_image.append(inside)
-            if dense:  # the score map's channel LABEL summed inside the box
-                return images, BoxRegion([box for box, in per_image], tuple(images.shape[-2:]), channel=parsed[0][1])
+            if dense:  # the score map's channel LABEL summed inside each box
+                return images, BoxRegion(per_image, tuple(images.shape[-2:]), channel=parsed[0][1])
             return images, BoxTarget(per_image, [[label for _, label in parsed]] * len(sizes))
 
         return Query(loaded.model, _layer(args, loaded.layer), boxes, {"boxes": list(args.box)})

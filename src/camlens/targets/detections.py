@@ -63,7 +63,7 @@ class BoxTarget(Target):
         self.boxes, self.labels, self.iou, self.missing = boxes, labels, iou, missing
         # parsed and checked once, here, where a mistake was made: one entry for every image when
         # the boxes are shared, else one per image
-        self._shared = _is_shared(boxes)
+        self._shared = boxes_shared(boxes)
         self._boxes, self._labels = self._parse()
 
     @staticmethod
@@ -164,7 +164,7 @@ class BoxTarget(Target):
         return torch.stack(values)
 
 
-def _is_shared(boxes: object) -> bool:
+def boxes_shared(boxes: object) -> bool:
     """Whether ``boxes`` is one (R, 4) set (or one box) for every image, rather than one set per image."""
     if isinstance(boxes, torch.Tensor):
         return boxes.dim() in (1, 2)

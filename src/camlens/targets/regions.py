@@ -7,9 +7,12 @@ Both score :math:`y = \sum_{ij} M_{ij}\, O_{c,ij}`: the output's channel ``c`` s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .base import Target, TargetScores
+from .detections import boxes_shared
 
 __all__ = ["BoxRegion", "RegionScore", "SegmentationRegion"]
 
@@ -95,39 +98,60 @@ class SegmentationRegion(RegionScore):
 
 
 class BoxRegion(RegionScore):
-    r"""The sum of a dense output inside a box drawn on the *input* image: a text detector's region
-    score over one word, a face detector's probability over one face.
+    r"""The sum of a dense output inside boxes drawn on the *input* image, one row per box: a text
+    detector's region score over each word, a face detector's probability over each face.
 
-    ``boxes`` are ``(x0, y0, x1, y1)`` in the input's pixels: one box (4,) for every image or one
-    per image (B, 4); ``size`` is the input's (height, width). The output map (h, w) may be
-    smaller than the input (CRAFT's is half of it, P-Net's about a fifth): the mask is built when
-    the output is seen, an output pixel counting when its centre, scaled to the input
+    ``boxes`` are ``(x0, y0, x1, y1)`` in the input's pixels, as :class:`BoxTarget` takes them:
+    one box (4,) or one set (R, 4) for every image, or a sequence of one set (R_b, 4) per image.
+    Rows are image-major; a row's position is its box's index in its image's set, its class the
+    channel. ``size`` is the input's (height, width). The output map (h, w) may be smaller than
+    the input (CRAFT's is half of it, P-Net's about a fifth): the mask is built when the output is
+    seen, an output pixel counting when its centre, scaled to the input
     (:math:`x_{in} = (j + \tfrac12) \cdot W / w`), lies inside the box. A box with no output pixel
     inside is an error. :math:`y = \sum_{ij} M_{ij} O_{c,ij}` as for :class:`RegionScore`.
     """
 
-    def __init__(self, boxes: torch.Tensor | tuple | list, size: tuple[int, int], channel: int | None = None):
-        boxes = torch.as_tensor(boxes, dtype=torch.float64)
-        if boxes.shape[-1:] != (4,) or boxes.dim() not in (1, 2):
-            raise ValueError(f"boxes must be (4,) or (B, 4) as x0, y0, x1, y1; got shape {tuple(boxes.shape)}")
-        if ((boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])).any():
-            raise ValueError("a box has x1 ≤ x0 or y1 ≤ y0: boxes are x0, y0, x1, y1 with positive size")
+    def __init__(self, boxes: torch.Tensor | Sequence, size: tuple[int, int], channel: int | None = None):
+        shared = boxes_shared(boxes)
+        sets = [torch.as_tensor(boxes, dtype=torch.float64)] if shared else \
+            [torch.as_tensor(b, dtype=torch.float64) for b in boxes]
+        sets = [b.reshape(0, 4) if b.numel() == 0 else b[None] if b.dim() == 1 else b for b in sets]
+        for image, found in enumerate(sets):
+            if found.dim() != 2 or found.shape[-1] != 4:
+                raise ValueError(f"boxes must be (4,) or (R, 4) as x0, y0, x1, y1, or one (R, 4) per image; got shape "
+                                 f"{tuple(found.shape)}" + ("" if shared else f" for image {image}"))
+            if ((found[:, 2] <= found[:, 0]) | (found[:, 3] <= found[:, 1])).any():
+                raise ValueError("a box has x1 ≤ x0 or y1 ≤ y0: boxes are x0, y0, x1, y1 with positive size")
+        if not any(len(found) for found in sets):
+            raise ValueError("no box to explain")
         height, width = size
         if height <= 0 or width <= 0:
             raise ValueError(f"size must be the input's positive (height, width), not {size}")
-        super().__init__(boxes, channel)
-        self.size = (int(height), int(width))
+        super().__init__(None, channel)
+        self.sets, self.shared, self.size = sets, shared, (int(height), int(width))
 
-    def _mask(self, maps: torch.Tensor) -> torch.Tensor:
-        batch = maps.shape[0]
-        if self.mask.dim() == 2 and self.mask.shape[0] != batch:
-            raise ValueError(f"got {self.mask.shape[0]} boxes for a batch of {batch} images")
-        return self._box_masks(self.mask.view(-1, 4), maps).expand_as(maps)
+    def _rows(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every row's box (N, 4), image and position, image-major."""
+        if not self.shared and len(self.sets) != batch:
+            raise ValueError(f"got boxes for {len(self.sets)} images, but the batch has {batch}")
+        sets = self.sets * batch if self.shared else self.sets
+        image_index = torch.cat([torch.full((len(found),), image) for image, found in enumerate(sets)])
+        positions = torch.cat([torch.arange(len(found)) for found in sets])
+        return torch.cat(sets), image_index, positions
+
+    def __call__(self, output: torch.Tensor) -> TargetScores:
+        maps = self._maps(output)
+        boxes, image_index, positions = self._rows(maps.shape[0])
+        image_index, positions = image_index.to(output.device), positions.to(output.device)
+        scores = (maps[image_index] * self._box_masks(boxes, maps)).sum(dim=(1, 2))
+        return TargetScores(scores, image_index, torch.full_like(image_index, self._class()), positions,
+                            per_image=len(self.sets[0]) if self.shared else None)
 
     def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         maps = self._maps(output)
-        boxes = self.mask.view(-1, 4) if self.mask.dim() == 1 else self.mask.to(image_index.device)[image_index]
+        boxes = torch.stack([self.sets[0 if self.shared else image][position]
+                             for image, position in zip(image_index.tolist(), positions.tolist())])
         return (maps * self._box_masks(boxes, maps)).sum(dim=(-2, -1))
 
     def _box_masks(self, boxes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
