@@ -6,10 +6,11 @@ data folder, by default /work/shared/data). Prints two tables per layer:
 (a) the DBNet detector: words found by ``word_boxes`` on its own output; per word, the map of its
     region score (the probability summed inside its box, as ``BoxRegion``) for each method; the
     share of the map's energy inside the word's own box, inside the other words' boxes, and how
-    often the map's peak lies in the word's box.
+    often the map's peak lies in the word's box (``metrics.localization.box_shares``).
 (b) the SVTR reader on the crops of those words (``word_crop``): one map per character it reads
-    (``CTCTarget``, log-probability); the column where each map's column sum peaks, against the
-    character's index in the word: Spearman's correlation per word of two or more characters.
+    (``CTCTarget``, log-probability); the column where each map (over the word, not its padding)
+    peaks against the character's index in the word: Spearman's correlation per word of two or
+    more characters (``metrics.localization.reading_order``).
 
 ``--quick`` measures only the default layers.
 """
@@ -26,8 +27,7 @@ import torch
 from PIL import Image
 
 from camlens import explain
-from camlens.metrics.faithfulness import spearman
-from camlens.metrics.localization import boxes_mask, energy_in
+from camlens.metrics.localization import box_shares, reading_order
 from camlens.models import ppocr
 from camlens.targets import BoxRegion, CTCTarget
 
@@ -47,22 +47,11 @@ def detection(detector, photo: Image.Image, layers, methods=METHODS):
     size = tuple(inputs.shape[-2:])
     with torch.no_grad():
         boxes = ppocr.word_boxes(detector.model(inputs))[0]
-    masks = [boxes_mask([box], size) for box in boxes]
     results = {}
     for layer in layers:
         found = explain(detector.model, inputs, layer, methods, BoxRegion(boxes, size))
         for method in methods:
-            rows = []
-            for word, own in enumerate(masks):
-                others = torch.zeros_like(own)
-                for other, mask in enumerate(masks):
-                    if other != word:
-                        others |= mask
-                saliency = found.maps[method][word]
-                peak = int(saliency.flatten().argmax())
-                rows.append((energy_in(saliency, own), energy_in(saliency, others & ~own),
-                             bool(own.flatten()[peak])))
-            results[layer, method] = rows
+            results[layer, method] = [box_shares(found.maps[method][word], boxes, word) for word in range(len(boxes))]
     scale_x, scale_y = photo.width / size[1], photo.height / size[0]
     return results, [(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y) for x0, y0, x1, y1 in boxes], inputs
 
@@ -71,7 +60,7 @@ def reading(reader, crops: torch.Tensor, widths: list[int], layers, methods=METH
     """Per layer and method: Spearman's correlation of peak column and character index per word
     (of at least two characters), and the words read."""
     with torch.no_grad():
-        words = ppocr.read(reader.model(crops), reader.class_names)
+        words = reader.reading(reader.model(crops))
     results = {}
     for layer in layers:
         found = explain(reader.model, crops, layer, methods, CTCTarget())
@@ -79,11 +68,8 @@ def reading(reader, crops: torch.Tensor, widths: list[int], layers, methods=METH
             correlations = []
             for image, word in enumerate(words):
                 rows = (found.image_index == image).nonzero().flatten()
-                if len(rows) < 2:
-                    continue
-                columns = found.maps[method][rows][:, :, :widths[image]].sum(dim=1).argmax(dim=1).double()
-                order = torch.arange(len(rows), dtype=torch.float64)
-                correlations.append(float(spearman(columns, order)))
+                if len(rows) >= 2:  # the maps over the word, not its padding
+                    correlations.append(reading_order(found.maps[method][rows][:, :, :widths[image]]))
             results[layer, method] = correlations
     return results, words
 

@@ -4,10 +4,11 @@ data — a street sign and a scoreboard — and draw two pictures for the README
 1. Text detection (CRAFT): each word found is explained by its region score
    (:class:`~camlens.targets.BoxRegion` over channel 0); the table gives, per method and layer, the
    share of the map's energy inside that word's box, inside the *other* words' boxes, and how often
-   the map peaks inside the word's own box.
+   the map peaks inside the word's own box (:func:`~camlens.metrics.localization.box_shares`).
 2. Image → text (english_g2): each detected word is cut out and read; for words of three characters
    or more, one map per character read (:class:`~camlens.targets.CTCTarget`), the column where
-   each map peaks, and the Spearman correlation of those columns with the characters' order.
+   each map peaks at the layer's resolution, and the Spearman correlation of those columns with
+   the characters' order (:func:`~camlens.metrics.localization.reading_order`).
 3. ``docs/images/text_box_map.jpg`` (one word of the street sign) and
    ``docs/images/character_maps.jpg`` (the maps of each character of one word).
 
@@ -31,9 +32,8 @@ from PIL import Image
 import camlens
 from camlens import explain
 from camlens.data.geometry import Box, box_in_photo
-from camlens.metrics.faithfulness import spearman
-from camlens.metrics.localization import boxes_mask, energy_in
-from camlens.models.text import CRAFT_LAYER, READER_LAYER, craft, english_g2, read, word_boxes, word_crop
+from camlens.metrics.localization import box_shares, reading_order
+from camlens.models.text import CRAFT_LAYER, READER_LAYER, craft, english_g2, word_boxes, word_crop
 from camlens.report.pictures import draw_box, overlay
 from camlens.report.sheets import grid
 from camlens.targets import BoxRegion, CTCTarget
@@ -68,13 +68,7 @@ def box_table(detector, images: list[torch.Tensor], boxes: list[list[Box]], laye
         size = tuple(image.shape[-2:])
         explanation = explain(detector.model, image, layer, methods, BoxRegion(words, size, channel=0))
         for method in methods:
-            for row, box in enumerate(words):
-                saliency = explanation.maps[method][row]
-                own = boxes_mask([box], size)
-                others = boxes_mask([b for b in words if b != box], size)
-                peak = int(saliency.flatten().argmax())
-                found[method].append((energy_in(saliency, own), energy_in(saliency, others),
-                                      float(own.flatten()[peak])))
+            found[method] += [box_shares(explanation.maps[method][row], words, row) for row in range(len(words))]
     return {method: tuple(statistics.fmean(values) for values in zip(*rows)) for method, rows in found.items()}
 
 
@@ -84,11 +78,8 @@ def character_table(reader, crops: list[torch.Tensor], layer: str, methods: tupl
     rhos = {method: [] for method in methods}
     for crop in crops:
         explanation = explain(reader.model, crop, layer, methods, CTCTarget())
-        order = torch.arange(len(explanation), dtype=torch.float64)
         for method in methods:
-            maps = explanation.layer_maps[method]
-            columns = (maps.flatten(1).argmax(dim=1) % maps.shape[-1]).double()
-            rhos[method].append(float(spearman(columns, order)))
+            rhos[method].append(reading_order(explanation.layer_maps[method]))
     return rhos
 
 
@@ -174,7 +165,7 @@ def main() -> None:
             in_photo = box_in_photo(box, covered, tuple(image.shape[-2:]))
             crop = word_crop(photo, in_photo)
             with torch.no_grad():
-                reading = read(reader.model(crop))[0]
+                reading = reader.reading(reader.model(crop))[0]
             print(f"  ({', '.join(f'{v:.0f}' for v in in_photo)})  {reading!r}")
             if len(reading) >= 3:
                 crops.append(crop)

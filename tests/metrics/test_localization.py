@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -71,3 +73,27 @@ def test_a_box_shaped_map_gives_iou_one_after_resize_and_crop():
     box = boxes_in_input([(64, 96, 256, 320)], (512, 512), PREPROCESSING)[0]
     saliency = box_map(box)
     assert loc.box_iou(loc.box_from_map(saliency), box) == 1.0
+
+
+def test_reading_order_is_the_rank_correlation_of_index_and_peak_column():
+    from camlens.metrics.localization import reading_order
+
+    maps = torch.zeros(4, 3, 10)
+    for index, (row, column) in enumerate([(0, 1), (2, 4), (1, 4), (0, 9)]):  # a tie in the middle
+        maps[index, row, column] = 1.0
+    # peak columns 1, 4, 4, 9 against 0, 1, 2, 3: ranks 1, 2.5, 2.5, 4 → ρ = 4.5 / sqrt(4.5 · 5)
+    assert reading_order(maps) == pytest.approx(4.5 / (4.5 * 5) ** 0.5, abs=1e-6)
+    assert reading_order(maps.flip(0)) == pytest.approx(-4.5 / (4.5 * 5) ** 0.5, abs=1e-6)
+    assert math.isnan(reading_order(maps[:1]))
+    with pytest.raises(ValueError, match="maps \\(N, h, w\\) of one sequence"):
+        reading_order(maps[0])
+
+
+def test_box_shares_split_a_maps_energy_between_its_box_and_the_others():
+    from camlens.metrics.localization import box_shares
+
+    saliency = torch.zeros(4, 4)
+    saliency[0, 0], saliency[0, 2], saliency[3, 3] = 3.0, 1.0, 4.0
+    boxes = [(0, 0, 2, 2), (2, 0, 4, 2), (1, 1, 4, 4)]  # the third overlaps the first at (1, 1)
+    assert box_shares(saliency, boxes, 0) == pytest.approx((3 / 8, 5 / 8, False))
+    assert box_shares(saliency, boxes, 2) == pytest.approx((4 / 8, 4 / 8, True))

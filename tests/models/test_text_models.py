@@ -18,13 +18,11 @@ pytest.importorskip("easyocr_en_models", reason=INSTALL)
 
 from camlens import explain  # noqa: E402
 from camlens.data.geometry import box_in_photo  # noqa: E402
-from camlens.metrics.faithfulness import spearman  # noqa: E402
-from camlens.metrics.localization import boxes_mask, energy_in  # noqa: E402
+from camlens.metrics.localization import box_shares, reading_order  # noqa: E402
 from camlens.models.text import (  # noqa: E402
     READER_CHARACTERS,
     craft,
     english_g2,
-    read,
     read_word,
     word_boxes,
     word_crop,
@@ -87,7 +85,7 @@ def test_the_reader_reads_the_words_of_the_sign(reader, street_sign, words):
 def test_a_word_photo_reads_through_the_readers_own_preprocessing(reader, street_sign):
     photo = street_sign.crop((109, 75, 188, 95))  # SIASCONSET with a margin
     with torch.no_grad():
-        assert read(reader.model(reader.preprocessing(photo)[None])) == ["Siasconset"]
+        assert reader.reading(reader.model(reader.preprocessing(photo)[None])) == ["Siasconset"]
     layers = {info.name: info for info in reader.layers()[0]}
     assert layers[reader.layer].explainable and layers[reader.layer].shape == (1, 128, 16, 48)
 
@@ -126,7 +124,7 @@ def test_reader_wrapper_is_easyocrs_network_on_the_gray_crop(reader, street_sign
     torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)  # a gray photo: the same network
     # a colour photo: OpenCV's gray but for its rounding to bytes (0.11 here; red and blue swapped: 1.1)
     torch.testing.assert_close(colour, expected, atol=0.3, rtol=0)
-    assert read(colour) == read(expected) == ["Siasconset"]
+    assert reader.reading(colour) == reader.reading(expected) == ["Siasconset"]
 
 
 def test_layercam_and_hirescam_keep_a_words_map_on_that_word(detector, detected):
@@ -135,9 +133,7 @@ def test_layercam_and_hirescam_keep_a_words_map_on_that_word(detector, detected)
     size = tuple(image.shape[-2:])
     methods = ("gradcam", "layercam", "hirescam")
     explanation = explain(detector.model, image, detector.layer, methods, BoxRegion(boxes[word], size, channel=0))
-    own, others = boxes_mask([boxes[word]], size), boxes_mask(boxes[:word] + boxes[word + 1:], size)
-    share = {method: (energy_in(explanation.maps[method][0], own), energy_in(explanation.maps[method][0], others))
-             for method in methods}
+    share = {method: box_shares(explanation.maps[method][0], boxes, word) for method in methods}
     for method in ("layercam", "hirescam"):
         assert share[method][0] > 0.5 and share[method][1] < 0.05, share
     assert share["gradcam"][0] < 0.2 and share["gradcam"][1] > share["gradcam"][0], share  # every word lights up
@@ -151,11 +147,8 @@ def test_character_maps_follow_the_reading_order_for_layercam_and_hirescam(reade
     for crop, reading in long_words:
         explanation = explain(reader.model, crop, reader.layer, methods, CTCTarget())
         assert len(explanation) == len(reading)  # one map per character read
-        order = torch.arange(len(reading), dtype=torch.float64)
         for method in methods:
-            maps = explanation.layer_maps[method]
-            columns = (maps.flatten(1).argmax(dim=1) % maps.shape[-1]).double()
-            rhos[method].append(float(spearman(columns, order)))
+            rhos[method].append(reading_order(explanation.layer_maps[method]))
     for method in ("layercam", "hirescam"):
         assert sum(rho >= 0.9 for rho in rhos[method]) >= 10, rhos[method]
     assert statistics.median(rhos["gradcam"]) < 0.5, rhos["gradcam"]

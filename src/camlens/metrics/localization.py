@@ -10,9 +10,10 @@ import torch
 
 from ..data.geometry import Box
 from ..targets.detections import pairwise_iou
+from .faithfulness import spearman
 
-__all__ = ["box_from_map", "box_iou", "best_iou", "boxes_mask", "pointing_hit", "energy_in", "mask_iou",
-           "localization_errors"]
+__all__ = ["box_from_map", "box_iou", "best_iou", "boxes_mask", "pointing_hit", "energy_in", "box_shares",
+           "reading_order", "mask_iou", "localization_errors"]
 
 def box_from_map(saliency: torch.Tensor, threshold: float = 0.15, largest_component: bool = True) -> tuple[int, int, int, int]:
     """The box ``(x0, y0, x1, y1)`` (inclusive-exclusive pixel bounds) around the region where the
@@ -82,6 +83,30 @@ def energy_in(saliency: torch.Tensor, region: torch.Tensor) -> float:
     for a non-negative map ``L``; 0 for an all-zero map."""
     total = float(saliency.sum())
     return float(saliency[region.to(saliency.device)].sum()) / total if total > 0 else 0.0
+
+
+def box_shares(saliency: torch.Tensor, boxes: Sequence[Box], index: int) -> tuple[float, float, bool]:
+    """How specific the map (H, W) of one box among several is — one word among the words a
+    detector found: the share of its energy inside box ``index`` (:func:`energy_in`), the share
+    inside the other boxes but outside that one, and whether its maximum lies inside that box."""
+    own = boxes_mask([boxes[index]], tuple(saliency.shape[-2:])).to(saliency.device)
+    others = boxes_mask([box for k, box in enumerate(boxes) if k != index], tuple(saliency.shape[-2:]))
+    peak = int(saliency.detach().flatten().argmax())
+    return energy_in(saliency, own), energy_in(saliency, others.to(saliency.device) & ~own), bool(own.flatten()[peak])
+
+
+def reading_order(maps: torch.Tensor) -> float:
+    r"""Whether the maps (N, h, w) of a sequence's elements — one per character a reader read, in
+    reading order — move from left to right: Spearman's correlation between each element's index
+    ``n`` and the column of its map's maximum, :math:`j_n = \arg\max_j \max_i L^n_{ij}` (ties: the
+    first in row-major order). 1 when every peak lies right of the one before; NaN for fewer than
+    two maps."""
+    if maps.dim() != 3:
+        raise ValueError(f"reading_order takes the maps (N, h, w) of one sequence, not {tuple(maps.shape)}")
+    if maps.shape[0] < 2:
+        return float("nan")
+    columns = (maps.detach().flatten(1).argmax(dim=1) % maps.shape[-1]).double()
+    return float(spearman(columns, torch.arange(len(columns), dtype=torch.float64, device=columns.device)))
 
 
 def mask_iou(saliency: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5) -> float:

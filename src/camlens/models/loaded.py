@@ -17,6 +17,7 @@ from ..engine.layers import LayerError, auto_layer, layer_output_shapes
 from ..engine.tokens import find_layout
 from ..targets import Classes, CTCTarget, RegionScore, Target
 from ..targets.resolve import top_k
+from ..targets.sequences import greedy_ctc
 
 __all__ = ["LoadedModel", "LayerInfo", "row_probability", "DENSE_TASKS", "READING_TASKS"]
 
@@ -100,6 +101,14 @@ class LoadedModel:
         if tops:
             return tops[0]
         return Classes(list(dict.fromkeys(resolve_class(spec, self.class_names) for spec in specs)))
+
+    def reading(self, outputs: torch.Tensor) -> list[str]:
+        """What a text reader (:data:`READING_TASKS`) read in each image: the greedy CTC reading
+        (:func:`~camlens.targets.sequences.greedy_ctc`) of its per-step scores (B, T, V), its class
+        names being the tokens and token 0 the blank."""
+        if self.task not in READING_TASKS:
+            raise ValueError(f"{self.name} is a {self.task} model, not a text reader")
+        return ["".join(self.class_names[token] for _, token in found) for found in greedy_ctc(outputs)]
 
     def predictions(self, outputs: object, image: int, k: int = 5) -> tuple[list[dict], torch.Tensor | None]:
         """What the model predicted for image ``image`` of a batch's ``outputs``, best first (at

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,6 @@ from torch import nn
 
 from ..data.geometry import Box
 from ..data.preprocessing import Preprocessing
-from ..targets.sequences import greedy_ctc
 from .from_onnx import INSTALL as ONNX_INSTALL
 from .from_onnx import load_onnx
 from .loaded import LoadedModel
@@ -49,7 +47,7 @@ from .text_boxes import text_boxes
 __all__ = [
     "DETECTOR_LAYER", "DETECTOR_PREPROCESSING", "READER_LAYER", "READER_PREPROCESSING", "READER_HEIGHT",
     "READER_WIDTH", "INSTALL", "ppocr_detector", "ppocr_reader", "detector_input", "word_boxes", "word_crop",
-    "read", "model_file",
+    "model_file",
 ]
 
 INSTALL = f"pip install --no-deps rapidocr-onnxruntime==1.4.4 && {ONNX_INSTALL}"
@@ -203,7 +201,3 @@ def word_crop(photo: Image.Image, box: Box) -> tuple[torch.Tensor, int]:
     return crop, width
 
 
-def read(output: torch.Tensor, characters: Sequence[str]) -> list[str]:
-    """The greedy CTC reading of the reader's per-step scores (B, T, V), one string per image;
-    ``characters`` are the tokens (the reader's ``class_names``)."""
-    return ["".join(characters[token] for _, token in found) for found in greedy_ctc(output)]

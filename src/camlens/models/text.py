@@ -32,7 +32,6 @@ from torch import nn
 
 from ..data.geometry import Box
 from ..data.preprocessing import Preprocessing
-from ..targets.sequences import greedy_ctc
 from .loaded import LoadedModel
 from .text_boxes import text_boxes
 
@@ -193,13 +192,8 @@ def word_crop(photo: Image.Image, box: Box, margin: float = 0.3, height: int = R
     return crop[None]
 
 
-def read(output: torch.Tensor, characters: str = READER_CHARACTERS) -> list[str]:
-    """The greedy CTC reading of a reader's per-step scores (B, T, V), one string per image."""
-    return ["".join(characters[token - 1] for _, token in found) for found in greedy_ctc(output)]
-
-
 def read_word(reader: LoadedModel, crop: torch.Tensor) -> str:
     """What ``reader`` (:func:`english_g2`) reads in a word crop (1, 3, 64, W) (:func:`word_crop`)."""
     device = next(reader.model.parameters()).device
     with torch.no_grad():
-        return read(reader.model(crop.to(device)))[0]
+        return reader.reading(reader.model(crop.to(device)))[0]
