@@ -80,7 +80,8 @@ def main() -> None:
     arguments = parser.parse_args()
     warnings.filterwarnings("ignore", message="Using a non-tuple sequence")  # onnx2torch's Slice
     torch.manual_seed(0)
-    folder = Path(os.environ.get("CAMLENS_DATA", "/work/shared/data")) / "imagenet_sample_1000"
+    folder = Path(os.environ.get("CAMLENS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / \
+        "imagenet_sample_1000"
     started = time.perf_counter()
     detector, reader = ppocr.ppocr_detector(), ppocr.ppocr_reader()
     print(f"loaded and checked both models in {time.perf_counter() - started:.1f} s")

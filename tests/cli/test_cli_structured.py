@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from camlens.cli import main
+from camlens.models import faces
 from camlens.data.scenes import scenes
 
 
@@ -131,7 +132,7 @@ def test_a_photo_whose_crop_misses_the_box_fails_alone(scene, tmp_path):
 
 
 def test_a_face_detector_explains_its_map_inside_a_box_or_over_the_photo(shared_data, tmp_path, capsys):
-    pytest.importorskip("facenet_pytorch", reason="pip install --no-deps facenet-pytorch==2.6.0")
+    pytest.importorskip("facenet_pytorch", reason=faces.INSTALL)
     photo = shared_data("coral_test_images/grace_hopper.png")
     boxed, whole = tmp_path / "boxed", tmp_path / "whole"
     common = ["--model", "mtcnn-pnet", "--methods", "gradcam,layercam"]
@@ -148,3 +149,19 @@ def test_a_face_detector_explains_its_map_inside_a_box_or_over_the_photo(shared_
                  "--out", str(two)]) == 0
     rows = json.loads((two / "manifest.json").read_text())["images"][0]["classes"]
     assert [row["position"] for row in rows] == [0, 1] and rows[0]["score"] == pytest.approx(scores[0], rel=1e-5)
+
+
+def test_a_box_too_small_for_a_photos_score_map_fails_that_photo_only(tmp_path, capsys):
+    """The same --box on a small photo and a large one: on the large one it shrinks below one
+    pixel of P-Net's map, and only that photo fails."""
+    pytest.importorskip("facenet_pytorch", reason=faces.INSTALL)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (100, 100), (200, 160, 140)).save(folder / "small.png")
+    Image.new("RGB", (3000, 3000), (200, 160, 140)).save(folder / "large.png")
+    out = tmp_path / "out"
+    assert main(["explain", str(folder), "--model", "mtcnn-pnet", "--methods", "gradcam", "--box", "30,30,40,40:face",
+                 "--out", str(out)]) == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [Path(record["file"]).name for record in manifest["images"]] == ["small.png"]
+    assert "large.png" in capsys.readouterr().err

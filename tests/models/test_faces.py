@@ -14,7 +14,7 @@ from camlens.metrics.localization import box_iou, boxes_mask, energy_in, pointin
 from camlens.models import faces
 from camlens.targets.regions import BoxRegion
 
-facenet = pytest.importorskip("facenet_pytorch", reason="pip install --no-deps facenet-pytorch==2.6.0")
+facenet = pytest.importorskip("facenet_pytorch", reason=faces.INSTALL)
 
 # MTCNN's box of Grace Hopper's face with facenet-pytorch 2.6.0 (the photo is 512 × 600)
 HOPPER_FACE = (177.3, 113.4, 352.0, 328.0)

@@ -90,3 +90,27 @@ def test_a_text_reader_explains_each_character_it_read_and_takes_no_target():
     assert peaks.tolist()[0] < 2 <= 4 <= peaks.tolist()[1] < 6
     with pytest.raises(ValueError, match="reads text: it explains each character it read"):
         loaded.class_target(["a"])
+
+
+def test_several_boxes_explain_as_each_box_alone_by_every_family():
+    """Rows of several boxes (and per-image sets) give each box's own maps, also for the methods
+    that rescore perturbed copies of the input or the layer (Ablation-CAM, Score-CAM)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 2, 3, padding=1)).eval()
+    images = torch.randn(2, 3, 16, 16)
+    methods = ("gradcam", "layercam", "ablationcam", "scorecam")
+    boxes = [[[0, 0, 8, 8], [8, 4, 16, 12]], [[2, 2, 10, 14]]]
+    together = camlens.explain(model, images, "1", methods, BoxRegion(boxes, (16, 16), channel=1))
+    assert together.image_index.tolist() == [0, 0, 1] and together.positions.tolist() == [0, 1, 0]
+    for row, (image, box) in enumerate([(0, boxes[0][0]), (0, boxes[0][1]), (1, boxes[1][0])]):
+        alone = camlens.explain(model, images[image:image + 1], "1", methods, BoxRegion(box, (16, 16), channel=1))
+        for method in methods:
+            torch.testing.assert_close(together.maps[method][row], alone.maps[method][0], atol=1e-5, rtol=1e-4)
+
+
+def test_a_box_that_holds_no_output_pixel_is_an_empty_region():
+    from camlens.targets import EmptyRegion
+
+    with pytest.raises(EmptyRegion, match="covers no pixel of the 4×4 output"):
+        BoxRegion([0, 0, 1, 1], (8, 8))(torch.zeros(1, 1, 4, 4))
+    assert issubclass(EmptyRegion, ValueError)

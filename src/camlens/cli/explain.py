@@ -26,7 +26,7 @@ from ..methods import METHODS
 from ..models import LoadedModel
 from ..report import SAVE_OPTIONS, explain_report
 from ..report.overview import PER_PAGE, OverviewPages
-from ..targets import NoMatchingDetection
+from ..targets import EmptyRegion, NoMatchingDetection
 from . import on_ray
 from .common import (
     EXIT_INPUT_FAILED,
@@ -244,14 +244,15 @@ def _resumed_pages(out: Path, manifest: RunManifest, methods: tuple[str, ...]) -
 def _explain_chunk(model, query, photos: list[Photo], tensor: torch.Tensor, device, layer, methods,
                    manifest: RunManifest, missed: list[str], model_name: str) -> list[tuple[list[Photo], Explanation]]:
     """The explanation of a chunk of photos, as (photos, explanation) pairs. A photo where no
-    detection matches a ``--box`` is recorded as failed and the others go on: the chunk is then
-    explained photo by photo. Other errors are usage errors."""
+    detection matches a ``--box``, or whose ``--box`` holds no pixel of a score map, is recorded
+    as failed and the others go on: the chunk is then explained photo by photo. Other errors are
+    usage errors."""
     if not photos:
         return []
     try:
         inputs, target = query.build(tensor.to(device), [photo.size for photo in photos])
         return [(photos, explain(model, inputs, layer=layer, methods=methods, target=target))]
-    except (NoMatchingDetection, BoxOutsideCrop) as error:
+    except (NoMatchingDetection, BoxOutsideCrop, EmptyRegion) as error:
         if len(photos) > 1:
             return [pair for i in range(len(photos))
                     for pair in _explain_chunk(model, query, photos[i:i + 1], tensor[i:i + 1], device, layer, methods,

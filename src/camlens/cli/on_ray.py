@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data import DISPLAY_MAX_SIDE
 from ..engine.layers import LayerError
+from ..models import LoadedModel
 from .common import (
     EXIT_INPUT_FAILED,
     EXIT_OK,
@@ -22,6 +23,11 @@ from .common import (
 
 __all__ = ["explain", "evaluate"]
 
+
+
+def _settings(args: argparse.Namespace, loaded: LoadedModel) -> dict:
+    """What a run records beyond the model's name: its weights file and the fit it used."""
+    return {"weights": args.weights, "fit": loaded.preprocessing.fit}
 
 def explain(args: argparse.Namespace) -> int:
     """``--engine ray``: the photos' classes explained on Ray Data, as Parquet rows."""
@@ -47,7 +53,7 @@ def explain(args: argparse.Namespace) -> int:
     try:
         done = explain_on_ray(factory, [path for path, _ in named], out, methods=methods,
                               target=args.target or ["top1"], layer=args.layer, batch_size=args.batch_size,
-                              resume=not args.overwrite, settings={"weights": args.weights, "fit": args.fit},
+                              resume=not args.overwrite, settings=_settings(args, loaded),
                               loaded=loaded, **options)
     except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None
@@ -78,7 +84,7 @@ def evaluate(args: argparse.Namespace, samples, methods: tuple[str, ...], groups
         done = evaluate_on_ray(factory, samples, Path(args.out), methods=methods, groups=groups, protocol=protocol,
                                layer=None if args.layer == "auto" else args.layer, batch_size=args.batch_size,
                                images_per_step=args.images_per_step,
-                               resume=not args.restart, settings={"weights": args.weights, "fit": args.fit},
+                               resume=not args.restart, settings=_settings(args, loaded),
                                loaded=loaded, **options)
     except (SettingsMismatch, FolderInUse, LayerError, ValueError) as error:  # found before any work
         raise usage_error(error, args.model) from None

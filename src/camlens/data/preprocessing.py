@@ -55,6 +55,8 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+        if self.crop < 1 or (self.width is not None and self.width < 1):
+            raise ValueError(f"the input must be at least 1 pixel high and wide, not {self.crop}×{self.width or self.crop}")
 
     @property
     def size(self) -> tuple[int, int]:

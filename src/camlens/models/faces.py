@@ -58,18 +58,20 @@ MTCNN_MEAN = (0.5, 0.5, 0.5)  # (x·255 − 127.5)/128 = (x − 0.5)/(128/255)
 MTCNN_STD = (128 / 255,) * 3
 PNET_SIZE = 224  # a whole photo of small faces: P-Net's window is 12 px, faces of 12–30 px localize
 RNET_SIZE, ONET_SIZE = 24, 48
-# The default layers, chosen by measurement (tests/models/test_faces.py): where Grad-CAM's map of the face
-# score peaks inside the face's box with most of its energy there, on Grace Hopper's photo and shifted crops
+# The default layers, chosen by measurement on Grace Hopper's photo (tests/models/test_faces.py checks
+# P-Net's and O-Net's): where Grad-CAM's map of the face score peaks inside the face's box with most of its
+# energy there. R-Net's is the weakest choice (its last block's Grad-CAM is all zero there)
 PNET_LAYER = "net.prelu3"
 RNET_LAYER = "net.prelu2"
 ONET_LAYER = "net.prelu4"
-_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
+# its package pins old torch and numpy but runs on today's: installed without its dependencies
+INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 
 
 def _facenet():
     """facenet-pytorch's MTCNN module, or an ImportError that says how to install it."""
     if importlib.util.find_spec("facenet_pytorch") is None:
-        raise ImportError(f"the MTCNN face networks need facenet-pytorch: {_INSTALL}")
+        raise ImportError(f"the MTCNN face networks need facenet-pytorch: {INSTALL}")
     from facenet_pytorch.models import mtcnn
 
     return mtcnn
@@ -139,7 +141,8 @@ def pnet_size(box: Box, photo_size: tuple[int, int], face_pixels: int = 20) -> i
 def mtcnn_pnet(weights: str | Path | None = None) -> LoadedModel:
     """MTCNN's P-Net: a face-probability map over the whole photo, 224 px (task
     ``"face-detection"``); explain a face with ``BoxRegion(box, (224, 224))``, the box in the
-    input's pixels (:func:`~camlens.data.geometry.boxes_in_input`). ``weights``: a state dict of
+    input's pixels (:func:`~camlens.data.geometry.boxes_in_input`; on P-Net's geometry see
+    :class:`~camlens.targets.BoxRegion`). ``weights``: a state dict of
     facenet-pytorch's ``PNet`` to use instead of the shipped one (likewise for R-Net and O-Net)."""
     model = FaceProbabilityMap(_network("PNet", weights)).eval()
     return LoadedModel("mtcnn-pnet", model, pnet_preprocessing(), FACE_CLASSES[1:], PNET_LAYER, task="face-detection")

@@ -231,14 +231,18 @@ def _outputs(result: object) -> list[torch.Tensor]:
 
 def _check(module: nn.Module, path: str | Path, image: OnnxInput, example: torch.Tensor, tolerance: float) -> float:
     """The largest absolute difference between ``module`` and onnxruntime running the file on
-    ``example``; OnnxMismatch above ``tolerance``."""
+    ``example`` (a row at a time where the file fixes its batch at 1); OnnxMismatch above
+    ``tolerance`` × the largest magnitude of onnxruntime's outputs, or ``tolerance`` itself where
+    they stay within ±1 (logits of 20 are not held to 1e-4 absolute)."""
     _, _, onnxruntime = _packages()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = example.detach().float().cpu()
+    rows = list(inputs.split(1)) if image.shape[0] == 1 else [inputs]
     try:
-        expected = session.run(None, {image.name: inputs.numpy()})
+        expected = [np.concatenate(parts) for parts in zip(*(session.run(None, {image.name: row.numpy()})
+                                                             for row in rows))]
     except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types
         raise ValueError(f"onnxruntime cannot run {path} on an input of shape {tuple(inputs.shape)} "
                          f"({type(error).__name__}: {error})") from None
@@ -257,10 +261,12 @@ def _check(module: nn.Module, path: str | Path, image: OnnxInput, example: torch
             raise OnnxMismatch(f"the converted model's output has shape {tuple(ours.shape)}, onnxruntime's "
                                f"{theirs.shape}", float("inf"))
         difference = max(difference, float(np.abs(ours.float().numpy() - theirs).max(initial=0.0)))
-    if not difference <= tolerance:  # NaN fails too
+    scale = max([1.0, *(float(np.abs(theirs).max(initial=0.0)) for theirs in expected)])
+    if not difference <= tolerance * scale:  # NaN fails too
         raise OnnxMismatch(
             f"the converted {path} disagrees with onnxruntime on an input of shape {tuple(inputs.shape)}: max abs "
-            f"difference {difference:.3g} > tolerance {tolerance:g}. onnx2torch may have converted an op "
+            f"difference {difference:.3g} > tolerance {tolerance:g}" + (f" × {scale:.3g}" if scale > 1 else "") +
+            ". onnx2torch may have converted an op "
             "differently; give input_shape= to fix the input's shape, or a larger tolerance if the difference is "
             "float rounding", difference)
     return difference
@@ -278,7 +284,8 @@ def load_onnx(path: str | Path, example: torch.Tensor | None = None, *, input_sh
         input_shape: (C, H, W) — the batch kept free — or (B, C, H, W): fix the input's shape and
             simplify the graph with onnxsim before converting, for graphs whose dynamic shape
             arithmetic onnx2torch cannot convert (a transformer's reshapes, say).
-        tolerance: the largest absolute difference from onnxruntime's outputs accepted.
+        tolerance: the largest difference from onnxruntime's outputs accepted, relative to their
+            largest magnitude where that exceeds 1 (absolute otherwise).
 
     Raises FileNotFoundError (no file), ImportError (a package missing: the pip line is
     :data:`INSTALL`), ValueError (not ONNX, several inputs, a shape that does not fit),
@@ -320,17 +327,26 @@ def onnx_model(path: str, weights: str | Path | None = None, pretrained: bool = 
     explain. Preprocessing: ImageNet's mean and std at the file's fixed input size (resized to
     side / 0.875, then center-cropped, as ImageNet classifiers are validated), or at 224 pixels
     where the file leaves it free (a fixed rectangle is center-cropped alike); a graph onnx2torch
-    converts only at a fixed shape is fixed at that size. Class names: ImageNet's for 1000
-    outputs, ``"class i"`` otherwise. The layer is ``"auto"``. The weights are always the file's:
-    ``weights=`` is refused, and ``pretrained`` has no effect (nothing is downloaded)."""
+    converts only at a fixed shape is fixed at that size. A file exported at a batch of 1 (no
+    dynamic axes) has its batch freed (:func:`load_onnx` with ``input_shape``) and is checked at a
+    batch of 2, since photos are explained in batches. The input must have 3 channels (RGB).
+    Class names: ImageNet's for 1000 outputs, ``"class i"`` otherwise. The layer is ``"auto"``.
+    The weights are always the file's: ``weights=`` is refused, and ``pretrained`` has no effect
+    (nothing is downloaded)."""
     if weights is not None:
         raise ValueError("onnx:PATH takes its weights from the ONNX file; do not pass weights=")
     image = onnx_input(path)
     height, width = image.side if image.side is not None else (DEFAULT_SIDE, DEFAULT_SIDE)
-    # checked at the preprocessing's size, which is also the shape a dynamic graph is fixed at if it must be
     batch, channels = image.shape[:2]
-    example = _example(OnnxInput(image.name, (batch, channels, height, width)), CHECK_BATCH if batch is None else None)
-    model = load_onnx(path, example)
+    if channels not in (None, 3):
+        raise ValueError(f"{path} takes {channels}-channel images; onnx:PATH explains models of RGB photos (3 "
+                         "channels): load other models with camlens.models.from_onnx.load_onnx and camlens.wrap")
+    if batch == 1:  # exported without dynamic axes: the batch freed, so that batches of photos work
+        model = load_onnx(path, input_shape=(3, height, width))
+        example = _example(OnnxInput(image.name, (1, 3, height, width)), None)
+    else:  # checked at the preprocessing's size, also the shape a dynamic graph is fixed at if it must be
+        example = _example(OnnxInput(image.name, (batch, 3, height, width)), CHECK_BATCH if batch is None else None)
+        model = load_onnx(path, example)
     with torch.no_grad():
         output = _outputs(model(example[:1]))[0]
     classes = output.shape[1] if output.dim() >= 2 else 1

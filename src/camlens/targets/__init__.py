@@ -14,14 +14,14 @@ from .callables import CallableTarget
 from .classification import Classes, ClassTarget, ScoreKind, TopK
 from .counterfactual import Counterfactual
 from .detections import BoxTarget, NoMatchingDetection
-from .regions import BoxRegion, RegionScore, SegmentationRegion
+from .regions import BoxRegion, EmptyRegion, RegionScore, SegmentationRegion
 from .resolve import as_target
 from .sequences import CaptionTarget, CTCTarget
 from .similarity import SimilarityTarget
 
 __all__ = [
     "TargetScores", "Target", "ClassTarget", "Classes", "TopK", "Counterfactual", "SegmentationRegion",
-    "RegionScore", "BoxRegion", "CaptionTarget", "CTCTarget", "BoxTarget", "NoMatchingDetection", "SimilarityTarget",
+    "RegionScore", "BoxRegion", "EmptyRegion", "CaptionTarget", "CTCTarget", "BoxTarget", "NoMatchingDetection", "SimilarityTarget",
     "CallableTarget", "as_target",
     "ScoreKind",
 ]

@@ -14,7 +14,7 @@ import torch
 from .base import Target, TargetScores
 from .detections import boxes_shared
 
-__all__ = ["BoxRegion", "RegionScore", "SegmentationRegion"]
+__all__ = ["BoxRegion", "EmptyRegion", "RegionScore", "SegmentationRegion"]
 
 
 class RegionScore(Target):
@@ -104,17 +104,23 @@ class BoxRegion(RegionScore):
     ``boxes`` are ``(x0, y0, x1, y1)`` in the input's pixels, as :class:`BoxTarget` takes them:
     one box (4,) or one set (R, 4) for every image, or a sequence of one set (R_b, 4) per image.
     Rows are image-major; a row's position is its box's index in its image's set, its class the
-    channel. ``size`` is the input's (height, width). The output map (h, w) may be smaller than
-    the input (CRAFT's is half of it, P-Net's about a fifth): the mask is built when the output is
-    seen, an output pixel counting when its centre, scaled to the input
-    (:math:`x_{in} = (j + \tfrac12) \cdot W / w`), lies inside the box. A box with no output pixel
-    inside is an error. :math:`y = \sum_{ij} M_{ij} O_{c,ij}` as for :class:`RegionScore`.
+    channel. ``size`` is the input's (height, width).
+
+    The output map (h, w) may be smaller than the input (CRAFT's is half of it): the mask is built
+    when the output is seen, an output pixel counting when its centre lies inside the box, centres
+    spread evenly over the input, :math:`x_j = (j + \tfrac12)\, W / w` — the geometry by which
+    camlens upsamples every map, exact for convolutions padded to keep their size. A network of
+    unpadded convolutions places its pixels otherwise (MTCNN's P-Net: pixel ``j`` sees the
+    12-pixel window from ``2j``, centred at ``2j + 6``), so box and map are both off by up to
+    half the difference (5 pixels for P-Net) at the edges of its input. A box with no output
+    pixel inside is :class:`EmptyRegion`. :math:`y = \sum_{ij} M_{ij} O_{c,ij}` as for
+    :class:`RegionScore`.
     """
 
     def __init__(self, boxes: torch.Tensor | Sequence, size: tuple[int, int], channel: int | None = None):
         shared = boxes_shared(boxes)
-        sets = [torch.as_tensor(boxes, dtype=torch.float64)] if shared else \
-            [torch.as_tensor(b, dtype=torch.float64) for b in boxes]
+        sets = [torch.as_tensor(boxes, dtype=torch.float32)] if shared else \
+            [torch.as_tensor(b, dtype=torch.float32) for b in boxes]
         sets = [b.reshape(0, 4) if b.numel() == 0 else b[None] if b.dim() == 1 else b for b in sets]
         for image, found in enumerate(sets):
             if found.dim() != 2 or found.shape[-1] != 4:
@@ -128,42 +134,48 @@ class BoxRegion(RegionScore):
         if height <= 0 or width <= 0:
             raise ValueError(f"size must be the input's positive (height, width), not {size}")
         super().__init__(None, channel)
-        self.sets, self.shared, self.size = sets, shared, (int(height), int(width))
-
-    def _rows(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every row's box (N, 4), image and position, image-major."""
-        if not self.shared and len(self.sets) != batch:
-            raise ValueError(f"got boxes for {len(self.sets)} images, but the batch has {batch}")
-        sets = self.sets * batch if self.shared else self.sets
-        image_index = torch.cat([torch.full((len(found),), image) for image, found in enumerate(sets)])
-        positions = torch.cat([torch.arange(len(found)) for found in sets])
-        return torch.cat(sets), image_index, positions
+        self.shared, self.size = shared, (int(height), int(width))
+        self.counts = [len(found) for found in sets]
+        self.boxes = torch.cat(sets)  # every set's boxes, one after another
+        self.starts = torch.tensor([0, *self.counts[:-1]]).cumsum(0)  # where each image's set begins
 
     def __call__(self, output: torch.Tensor) -> TargetScores:
         maps = self._maps(output)
-        boxes, image_index, positions = self._rows(maps.shape[0])
+        batch = maps.shape[0]
+        if not self.shared and len(self.counts) != batch:
+            raise ValueError(f"got boxes for {len(self.counts)} images, but the batch has {batch}")
+        counts = torch.tensor(self.counts * batch if self.shared else self.counts)
+        image_index = torch.repeat_interleave(torch.arange(batch), counts)
+        positions = torch.cat([torch.arange(count) for count in counts.tolist()])  # the user's boxes: on the CPU
         image_index, positions = image_index.to(output.device), positions.to(output.device)
-        scores = (maps[image_index] * self._box_masks(boxes, maps)).sum(dim=(1, 2))
+        scores = (maps[image_index] * self._box_masks(self._row_boxes(image_index, positions), maps)).sum(dim=(1, 2))
         return TargetScores(scores, image_index, torch.full_like(image_index, self._class()), positions,
-                            per_image=len(self.sets[0]) if self.shared else None)
+                            per_image=self.counts[0] if self.shared else None)
 
     def rescore(self, output: torch.Tensor, classes: torch.Tensor, image_index: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         maps = self._maps(output)
-        boxes = torch.stack([self.sets[0 if self.shared else image][position]
-                             for image, position in zip(image_index.tolist(), positions.tolist())])
-        return (maps * self._box_masks(boxes, maps)).sum(dim=(-2, -1))
+        return (maps * self._box_masks(self._row_boxes(image_index, positions), maps)).sum(dim=(-2, -1))
+
+    def _row_boxes(self, image_index: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The box (N, 4) of each row, on the rows' device."""
+        boxes, starts = self.boxes.to(positions.device), self.starts.to(positions.device)
+        return boxes[positions if self.shared else starts[image_index] + positions]
 
     def _box_masks(self, boxes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """(N, h, w) masks of ``boxes`` (N, 4) on the output maps (B, h, w): output pixels whose
         centres, scaled to the input, lie inside."""
         height, width = maps.shape[-2:]
+        ys = (torch.arange(height, device=maps.device, dtype=torch.float32) + 0.5) * self.size[0] / height
+        xs = (torch.arange(width, device=maps.device, dtype=torch.float32) + 0.5) * self.size[1] / width
         boxes = boxes.to(maps.device)
-        ys = (torch.arange(height, device=maps.device, dtype=torch.float64) + 0.5) * self.size[0] / height
-        xs = (torch.arange(width, device=maps.device, dtype=torch.float64) + 0.5) * self.size[1] / width
         inside_y = (ys >= boxes[:, 1:2]) & (ys < boxes[:, 3:4])
         inside_x = (xs >= boxes[:, 0:1]) & (xs < boxes[:, 2:3])
         masks = inside_y[:, :, None] & inside_x[:, None, :]
         if not masks.flatten(1).any(dim=1).all():
-            raise ValueError(f"a box covers no pixel of the {height}×{width} output (no pixel centre lies inside it)")
+            raise EmptyRegion(f"a box covers no pixel of the {height}×{width} output (no pixel centre lies inside it)")
         return masks.to(maps.dtype)
+
+
+class EmptyRegion(ValueError):
+    """A box of :class:`BoxRegion` holds no pixel of the output: too small, or outside the input."""
