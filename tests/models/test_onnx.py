@@ -179,20 +179,12 @@ def test_missing_package_names_the_pip_line(resnet, monkeypatch):
 
 needs_rapidocr = pytest.mark.skipif(importlib.util.find_spec("rapidocr_onnxruntime") is None,
                                     reason=ppocr.INSTALL)
-STREET_SIGN = "imagenet_sample_1000/n06794110_street_sign.JPEG"
 
 
 def _onnxruntime(path, inputs: torch.Tensor) -> np.ndarray:
     """What onnxruntime gives on the file, fed BGR as PaddleOCR's models expect."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"x": inputs.flip(1).numpy()})[0]
-
-
-@pytest.fixture(scope="module")
-def street_sign(shared_data):
-    from PIL import Image
-
-    return Image.open(shared_data(STREET_SIGN)).convert("RGB")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from camlens.models.text import INSTALL  # the module imports EasyOCR only when a model is built
 
@@ -30,7 +29,6 @@ from camlens.models.text import (  # noqa: E402
 )
 from camlens.targets import BoxRegion, CTCTarget  # noqa: E402
 
-STREET_SIGN = "imagenet_sample_1000/n06794110_street_sign.JPEG"
 SIASCONSET = (113, 79, 184, 91)  # the sign's top-left word, in the photo's pixels
 
 
@@ -42,11 +40,6 @@ def detector():
 @pytest.fixture(scope="module")
 def reader():
     return english_g2()
-
-
-@pytest.fixture(scope="module")
-def street_sign(shared_data) -> Image.Image:
-    return Image.open(shared_data(STREET_SIGN)).convert("RGB")
 
 
 @pytest.fixture(scope="module")

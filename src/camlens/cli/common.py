@@ -181,7 +181,7 @@ def add_model_options(parser: argparse.ArgumentParser, layer_help: str) -> None:
                              "timm:NAME it replaces the pretrained weights (your fine-tuned model, say)")
     parser.add_argument("--layer", default="auto", help=layer_help)
     parser.add_argument("--fit", choices=FITS, default=None,
-                        help="how a photo becomes the model's square input: crop (resize the short side, center-crop: "
+                        help="how a photo becomes the model's square (or rectangular) input: crop (resize the short side, center-crop: "
                              "how the models were validated, so scores are the published ones, but the map cannot "
                              "see what the crop cuts off), resize (stretch the whole photo) or pad (scale the long "
                              "side, pad with the mean colour); with resize and pad the map covers the whole photo "
