@@ -1,0 +1,164 @@
+"""``camlens robustness``: the Grad-CAM paper's adversarial-noise diagnostic over a boxed dataset:
+does the original class's map still lie on its object once an attack has changed the prediction?"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset, read_image, resolve_class
+from ..engine.layers import LayerError
+from ..methods import METHODS
+from ..evaluate.adversarial import EPSILONS, ROBUSTNESS_COLUMNS, pgd, robustness, robustness_summary
+from ..report import grid, overlay
+from .common import (
+    EXIT_OK,
+    UsageError,
+    add_device_option,
+    add_model_options,
+    load_model,
+    method_names,
+    parse_device,
+    subcommand,
+    usage_error,
+)
+
+__all__ = ["add_parser", "run"]
+
+_SHOWN = ("attack_success", "adversarial_confidence", "pointing_clean", "pointing_adversarial", "energy_clean",
+          "energy_adversarial", "map_correlation")
+
+
+def _epsilons(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not (0 < v <= 255) for v in values):
+        raise UsageError(f"--epsilons {text!r}: give comma-separated radii in 1/255 of the pixel range, e.g. 1,2,4,8")
+    return tuple(int(v) if v.is_integer() else v for v in values)
+
+
+def _markdown(rows: list[dict]) -> str:
+    lines = ["| ε (/255) | method | " + " | ".join(_SHOWN) + " |", "|---" * (len(_SHOWN) + 2) + "|"]
+    for row in rows:
+        cells = ["–" if math.isnan(row[c]) else f"{row[c]:.3f}" for c in _SHOWN]
+        lines.append(f"| {row['epsilon']} | {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _examples(loaded, samples, methods, epsilon: float, target, steps: int, layer: str, out: Path) -> Path:
+    """A sheet of the first photos: the model's input, clean and attacked at the largest ε, with the
+    original class's map on each, per method (at most two)."""
+    from ..explain import explain
+
+    preprocessing, device = loaded.preprocessing, next(loaded.model.parameters()).device
+    images = torch.stack([preprocessing(read_image(s.path)) for s in samples]).to(device)
+    labels = torch.tensor([s.label for s in samples], device=device)
+    goal = labels if target is None else torch.full_like(labels, target)
+    attacked = pgd(loaded.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std, steps=steps,
+                   targeted=target is not None)
+    shown = methods[:2]
+    clean, adversarial = (explain(loaded.model, x, layer, shown, labels) for x in (images, attacked))
+    with torch.no_grad():
+        predicted = loaded.model(attacked).argmax(dim=1).tolist()
+    mean = torch.tensor(preprocessing.mean, device=device).view(3, 1, 1)
+    std = torch.tensor(preprocessing.std, device=device).view(3, 1, 1)
+
+    def picture(x: torch.Tensor):
+        from PIL import Image
+
+        pixels = ((x * std + mean).clamp(0, 1).permute(1, 2, 0) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        return Image.fromarray(pixels)
+
+    panels, titles, labels_text = [], [], []
+    for i, sample in enumerate(samples):
+        photo, noisy = picture(images[i]), picture(attacked[i])
+        row = [photo, noisy]
+        for method in shown:
+            row += [overlay(photo, clean.maps[method][i]), overlay(noisy, adversarial.maps[method][i])]
+        panels.append(row)
+        titles.append(["photo", f"attacked, {epsilon}/255"] +
+                      [f"{METHODS[m].title} {when}" for m in shown for when in ("clean", "attacked")])
+        names = loaded.class_names
+        labels_text.append(f"{sample.id}: {names[sample.label]}, attacked: predicted {names[predicted[i]]}; the maps "
+                           f"of {names[sample.label]}")
+    path = out / "examples.jpg"
+    grid(panels, titles, labels_text, panel_size=180).save(path, quality=85)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = method_names(args.methods)
+    epsilons = _epsilons(args.epsilons)
+    try:
+        samples = load_dataset(args.dataset, args.images)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot load the dataset: {error}") from None
+    samples = samples[: args.limit] if args.limit else samples
+    if not samples:
+        raise UsageError(f"{args.dataset} lists no images")
+    device = parse_device(args.device)
+    loaded = load_model(args.model, args.weights, args.fit)
+    loaded.model.to(device)
+    try:
+        target = None if args.target is None else resolve_class(args.target, loaded.class_names)
+    except ValueError as error:
+        raise UsageError(f"--target: {error}") from None
+    layer = loaded.layer if args.layer == "auto" else args.layer
+    out = Path(args.out)
+    try:
+        records = robustness(loaded, samples, methods, out, epsilons=epsilons, target=target, steps=args.steps,
+                             layer=layer, images_per_step=args.images_per_step, resume=not args.restart)
+    except LayerError as error:
+        raise usage_error(error, args.model) from None
+    except ValueError as error:
+        raise UsageError(f"{args.dataset}: {error}") from None
+    summary = robustness_summary(records)
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["epsilon", "method", "images", *(c for c in ROBUSTNESS_COLUMNS
+                                                                        if c != "adversarial_class")])
+        writer.writeheader()
+        writer.writerows(summary)
+    (out / "summary.json").write_text(json.dumps({"model": loaded.name, "layer": layer, "target": target,
+                                                  "steps": args.steps, "rows": summary}, indent=1))
+    table = _markdown(summary)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    shown = [s for s in samples if s.label != target][: args.examples]
+    if shown:
+        print(f"examples: {_examples(loaded, shown, methods, max(epsilons), target, args.steps, layer, out)}")
+    print(f"per-image results: {out}/robustness.jsonl; summary.md/.csv/.json")
+    return EXIT_OK
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = subcommand(
+        commands, "robustness", "adversarial noise: does the original class's map stay on its object?",
+        "The Grad-CAM paper's adversarial-noise diagnostic on a boxed dataset (a labels/boxes CSV or a folder of "
+        "VOC/ImageNet XML): each photo is attacked (PGD in the L∞ ball of each ε, untargeted or toward --target), "
+        "and the map of its original class on the clean and on the attacked photo is compared: pointing game, "
+        "energy inside the boxes, correlation. Results go to OUT/robustness.jsonl as they come (an interrupted "
+        "run resumes); a table per ε and method is printed and written.",
+    )
+    parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
+    parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
+    add_model_options(parser, "dotted layer name (default: the model's recommended layer)")
+    add_device_option(parser)
+    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,layercam,hirescam,ablationcam,liftcam",
+                        help="comma-separated method names (default: %(default)s)")
+    parser.add_argument("--epsilons", default=",".join(str(e) for e in EPSILONS),
+                        help="attack radii in 1/255 of the pixel range (default: %(default)s)")
+    parser.add_argument("--target", help="attack toward this class (name or index) instead of away from the true one")
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps; 1 is FGSM-like (default: %(default)s)")
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--images-per-step", type=int, default=8, help="images attacked together (default: %(default)s)")
+    parser.add_argument("--examples", type=int, default=3, help="photos drawn in examples.jpg (default: %(default)s)")
+    parser.add_argument("--out", default="camlens-robustness", help="output folder (default: %(default)s)")
+    parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
+    parser.set_defaults(run=run)

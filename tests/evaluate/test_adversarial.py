@@ -1,0 +1,115 @@
+"""The adversarial-noise diagnostic: the attack's closed form on a linear model, its bounds, the
+model left as it was, and the diagnostic and its command on real boxed ImageNet photos."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from camlens.cli import main
+from camlens.evaluate.adversarial import pgd, robustness, robustness_summary
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+
+
+def linear_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+
+
+def normalized(pixels: torch.Tensor) -> torch.Tensor:
+    return (pixels - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_one_step_is_fgsm_in_closed_form_on_a_linear_model():
+    """For logits z = W (x − μ)/σ + b, ∂CE/∂x = Wᵀ(p − e_y)/σ: FGSM moves every pixel by ε along its sign."""
+    model = linear_model()
+    pixels = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25  # ε keeps them in [0, 1]
+    labels = torch.tensor([1, 3])
+    epsilon = 0.05
+    attacked = pgd(model, normalized(pixels), labels, epsilon, MEAN, STD, steps=1, step_size=epsilon)
+    weight = model[1].weight.detach()
+    with torch.no_grad():
+        p = model(normalized(pixels)).softmax(dim=1)
+    gradient = ((p - nn.functional.one_hot(labels, 5)) @ weight).view(2, 3, 4, 4) / torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(attacked, normalized(pixels + epsilon * gradient.sign()), atol=1e-5, rtol=0)
+    # targeted: toward the class, down the gradient of its loss
+    toward = pgd(model, normalized(pixels), labels, epsilon, MEAN, STD, steps=1, step_size=epsilon, targeted=True)
+    torch.testing.assert_close(toward, normalized(pixels - epsilon * gradient.sign()), atol=1e-5, rtol=0)
+
+
+def test_the_attack_stays_in_its_ball_and_the_pixel_range_and_raises_the_loss():
+    model = linear_model()
+    pixels = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 3])
+    images = normalized(pixels)
+    before = nn.functional.cross_entropy(model(images), labels)
+    for epsilon in (1 / 255, 8 / 255):
+        attacked = pgd(model, images, labels, epsilon, MEAN, STD, steps=5)
+        back = attacked * torch.tensor(STD).view(1, 3, 1, 1) + torch.tensor(MEAN).view(1, 3, 1, 1)
+        assert (back - pixels).abs().max() <= epsilon + 1e-6 and back.min() >= -1e-6 and back.max() <= 1 + 1e-6
+        with torch.no_grad():
+            assert nn.functional.cross_entropy(model(attacked), labels) > before
+    with pytest.raises(ValueError, match="epsilon must be ≥ 0 and steps ≥ 1"):
+        pgd(model, images, labels, 0.1, MEAN, STD, steps=0)
+
+
+def test_the_model_is_left_as_it_was():
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(48, 5)).train()
+    images = torch.randn(2, 3, 4, 4)
+    first = pgd(model, images, torch.tensor([0, 1]), 0.03, MEAN, STD, steps=3)
+    assert model.training and model[1].training  # its modes
+    assert all(p.grad is None for p in model.parameters())  # only the input was differentiated
+    assert torch.equal(first, pgd(model, images, torch.tensor([0, 1]), 0.03, MEAN, STD, steps=3))  # eval: no dropout
+
+
+@pytest.fixture(scope="module")
+def boxed(shared_data):
+    from camlens.data import load_dataset
+
+    return load_dataset(shared_data("imagenet_val_bbox/annotations.csv"))
+
+
+@pytest.mark.slow
+def test_the_diagnostic_on_boxed_photos_attacks_measures_and_resumes(boxed, tmp_path):
+    import camlens
+
+    model = camlens.load("efficientnet-lite0")
+    samples, methods = boxed[:4], ("gradcam", "layercam")
+    records = robustness(model, samples, methods, tmp_path, epsilons=(1, 8), progress=False)
+    assert len(records) == 4 * 2 * 2
+    strong = [r for r in records if r["epsilon"] == 8]
+    assert all(r["attack_success"] and r["adversarial_class"] != r["label"] for r in strong)
+    assert all(r["original_confidence"] < 0.01 for r in strong)
+    for record in records:
+        assert 0 <= record["energy_clean"] <= 1 and 0 <= record["energy_adversarial"] <= 1
+    # the clean map is the same whatever ε: measured once
+    for method in methods:
+        clean = {(r["id"], r["epsilon"]): r["energy_clean"] for r in records if r["method"] == method}
+        assert all(clean[(i, 1)] == clean[(i, 8)] for i, _ in clean)
+    summary = {(row["epsilon"], row["method"]): row for row in robustness_summary(records)}
+    # LayerCAM's map of the original class stays closer to its clean map than Grad-CAM's (measured: 0.80 vs −0.20)
+    assert summary[8, "layercam"]["map_correlation"] > summary[8, "gradcam"]["map_correlation"] + 0.3
+    assert robustness(model, samples, methods, tmp_path, epsilons=(1, 8), progress=False) == records  # resumed: no work
+    with pytest.raises(ValueError, match="no label or no box"):
+        robustness(model, [type(samples[0])(samples[0].path, 3)], methods, tmp_path / "x")
+
+
+def test_the_command_writes_its_table_and_refuses_what_it_cannot_use(shared_data, tmp_path, capsys):
+    dataset = str(shared_data("imagenet_val_bbox/annotations.csv"))
+    out = tmp_path / "out"
+    assert main(["robustness", dataset, "--limit", "2", "--epsilons", "4", "--methods", "gradcam",
+                 "--examples", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert [(r["epsilon"], r["method"], r["images"]) for r in rows] == [(4, "gradcam", 2)]
+    assert (out / "examples.jpg").is_file() and (out / "summary.csv").is_file()
+    assert "| 4 | gradcam |" in capsys.readouterr().out
+    assert main(["robustness", dataset, "--epsilons", "0,x", "--out", str(out)]) == 2
+    assert "--epsilons '0,x'" in capsys.readouterr().err
+    labels = tmp_path / "labels.csv"  # labels without boxes: nothing to localize
+    labels.write_text(f"file,class_index\n{shared_data('imagenet_val_bbox/images/ILSVRC2012_val_00000001.JPEG')},65\n")
+    assert main(["robustness", str(labels), "--epsilons", "4", "--out", str(tmp_path / "o2")]) == 2
+    assert "no label or no box" in capsys.readouterr().err
