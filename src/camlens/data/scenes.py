@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "SHAPES", "COLOURS", "LABELS", "ANSWERS", "Vocabulary", "VOCABULARY", "SceneObject", "Question", "Scene",
-    "make_scene", "scenes", "scene_tensors",
+    "make_scene", "scenes", "scene_tensors", "write_dataset",
 ]
 
 SHAPES = ("circle", "square", "triangle", "star")
@@ -205,6 +206,25 @@ def scenes(count: int, seed: int = 0, size: int = 64) -> list[Scene]:
     """``count`` scenes, the same for the same seed."""
     rng = np.random.default_rng(seed)
     return [make_scene(rng, size) for _ in range(count)]
+
+
+def write_dataset(batch: list[Scene], folder: str | Path) -> Path:
+    """The scenes as a boxed dataset that :func:`~camlens.data.load_dataset` reads (and so
+    ``camlens evaluate`` and ``camlens robustness``): ``scene-NNNN.png`` and ``annotations.csv``,
+    each scene labelled with its first object's shape (an index of :data:`LABELS`) and boxed
+    with every object of that shape. Returns the CSV's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file,class_index,x0,y0,x1,y1"]
+    for number, scene in enumerate(batch):
+        name = f"scene-{number:04d}.png"
+        scene.pil().save(folder / name)
+        shape = scene.objects[0].shape
+        rows += [f"{name},{LABELS.index(shape)},{','.join(f'{v:g}' for v in o.box)}" for o in scene.objects
+                 if o.shape == shape]
+    path = folder / "annotations.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def scene_tensors(batch: list[Scene]) -> torch.Tensor:

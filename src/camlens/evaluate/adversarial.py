@@ -6,7 +6,8 @@ it.
 :func:`pgd` makes the perturbation (projected gradient descent, Madry et al., ICLR 2018; one
 step is FGSM, Goodfellow et al., ICLR 2015). :func:`robustness` runs the diagnostic over a boxed
 dataset: per photo, ε and method, whether the attack succeeded, the new class and its confidence,
-and for the *original* class on the clean and on the adversarial photo the pointing game, the share
+and for the *original* class on the clean and on the adversarial photo the pointing game (within
+15 pixels of a 224-pixel input, scaled to the model's), the share
 of the map's energy inside the object's boxes, and the correlation of the two maps. Records go to
 ``robustness.jsonl`` as they are made, so a killed run resumes; :func:`robustness_summary`
 averages them per ε and method.
@@ -40,7 +41,8 @@ ROBUSTNESS_COLUMNS = ("attack_success", "adversarial_class", "adversarial_confid
 
 
 def pgd(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, epsilon: float, mean: Sequence[float],
-        std: Sequence[float], *, steps: int = 10, step_size: float | None = None, targeted: bool = False) -> torch.Tensor:
+        std: Sequence[float], *, steps: int = 10, step_size: float | None = None, targeted: bool = False,
+        multilabel: bool = False) -> torch.Tensor:
     r"""Adversarial images for ``model`` within an L∞ ball of radius ``epsilon`` (in [0, 1] pixel
     units: 4/255, say) around ``images`` (B, C, H, W), which are normalized as the model expects,
     :math:`x_n = (x - \mu) / \sigma`. In pixel space, from the photo itself (no random start, so
@@ -51,8 +53,10 @@ def pgd(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, epsilon: 
 
     with :math:`\ell = \mathrm{CE}(f(x), y)` for the true ``classes`` (untargeted: the loss of the
     true class is pushed up) or :math:`\ell = -\mathrm{CE}(f(x), t)` for ``targeted`` attacks toward
-    ``classes`` :math:`t`; :math:`\alpha = 2.5\,\varepsilon / T` (Madry et al.) unless
-    ``step_size`` is given. ``steps=1, step_size=epsilon`` is FGSM. Returned normalized, as
+    ``classes`` :math:`t`; for a ``multilabel`` model (sigmoid outputs) the cross-entropy is the
+    class's binary one, :math:`-\log \sigma(z_y)`, so that the attack removes (or adds) that
+    label alone. :math:`\alpha = 2.5\,\varepsilon / T` (Madry et al.) unless ``step_size`` is
+    given. ``steps=1, step_size=epsilon`` is FGSM. Returned normalized, as
     ``images``, detached. The model is run in eval mode and left as it was; only the input is
     differentiated (no parameter's ``.grad`` is touched)."""
     if epsilon < 0 or steps < 1:
@@ -66,7 +70,12 @@ def pgd(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, epsilon: 
     with evaluation_mode(model), torch.enable_grad():
         for _ in range(steps):
             adversarial.requires_grad_(True)
-            loss = F.cross_entropy(model((adversarial - mean_) / std_), classes)
+            logits = model((adversarial - mean_) / std_)
+            if multilabel:
+                chosen = logits.gather(1, classes[:, None])[:, 0]
+                loss = F.binary_cross_entropy_with_logits(chosen, torch.ones_like(chosen))
+            else:
+                loss = F.cross_entropy(logits, classes)
             gradient, = torch.autograd.grad(-loss if targeted else loss, adversarial)
             with torch.no_grad():
                 adversarial = adversarial + alpha * gradient.sign()
@@ -89,7 +98,9 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
     """The adversarial-noise diagnostic on ``samples`` (each with a label and boxes of it), one
     record per photo, ε and method appended to ``out/robustness.jsonl`` (see the module
     docstring); returns every record of the file. Untargeted by default; ``target`` attacks toward
-    that class (photos of it are skipped). A resumed run (``resume``) skips the photos already
+    that class (photos of it are skipped). For a multi-label model (``task == "multilabel"``) the
+    attack removes the photo's label (or adds ``target``), succeeding when the label's sigmoid
+    falls below 0.5 (the target's rises above it); confidences are sigmoids. A resumed run (``resume``) skips the photos already
     in the file. The maps are the original class's, at ``layer`` (the model's by default)."""
     if not methods:
         raise ValueError("no method to measure")
@@ -109,6 +120,9 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
     layer = layer or model.layer
     device = model_device(model.model) or torch.device("cpu")
     preprocessing = model.preprocessing
+    multilabel = model.task == "multilabel"
+    # the pointing game's 15 pixels are of a 224-pixel input: scaled to this model's
+    tolerance = 15 * max(preprocessing.size) / 224
     with open(path, "a", encoding="utf-8") as handle, \
             tqdm(total=len(todo), desc="adversarial noise", unit="image", disable=not progress) as bar:
         for start in range(0, len(todo), images_per_step):
@@ -123,11 +137,16 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
             for epsilon in epsilons:
                 goal = labels if target is None else torch.full_like(labels, target)
                 adversarial = pgd(model.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std,
-                                  steps=steps, targeted=target is not None)
+                                  steps=steps, targeted=target is not None, multilabel=multilabel)
                 with torch.no_grad():
-                    probabilities = model.model(adversarial).softmax(dim=1)
+                    logits = model.model(adversarial)
+                probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)
                 confidence, predicted = probabilities.max(dim=1)
-                success = predicted != labels if target is None else predicted == target
+                if multilabel:  # the label gone (or the target there), whatever else is predicted
+                    success = probabilities.gather(1, goal[:, None])[:, 0] < 0.5 if target is None else \
+                        probabilities[:, target] > 0.5
+                else:
+                    success = predicted != labels if target is None else predicted == target
                 attacked = explain(model.model, adversarial, layer, methods, labels)
                 for i, sample in enumerate(group):
                     shared = {"id": sample.id, "label": sample.label, "epsilon": epsilon,
@@ -138,8 +157,8 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
                         before, after = clean.maps[method][i].cpu(), attacked.maps[method][i].cpu()
                         records.append(shared | {
                             "method": method, "target": target,
-                            "pointing_clean": float(pointing_hit(before, regions[i])),
-                            "pointing_adversarial": float(pointing_hit(after, regions[i])),
+                            "pointing_clean": float(pointing_hit(before, regions[i], tolerance)),
+                            "pointing_adversarial": float(pointing_hit(after, regions[i], tolerance)),
                             "energy_clean": energy_in(before, regions[i]),
                             "energy_adversarial": energy_in(after, regions[i]),
                             "map_correlation": _correlation(before, after)})
