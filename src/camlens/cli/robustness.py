@@ -4,29 +4,17 @@ does the original class's map still lie on its object once an attack has changed
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 from pathlib import Path
 
 import torch
 
-from ..data import load_dataset, read_image, resolve_class
+from ..data import read_image, resolve_class
 from ..engine.layers import LayerError
 from ..methods import METHODS
-from ..evaluate.adversarial import EPSILONS, ROBUSTNESS_COLUMNS, pgd, robustness, robustness_summary
+from ..evaluate.adversarial import EPSILONS, pgd, robustness, robustness_summary
 from ..report import grid, overlay
-from .common import (
-    EXIT_OK,
-    UsageError,
-    add_device_option,
-    add_model_options,
-    load_model,
-    method_names,
-    parse_device,
-    subcommand,
-    usage_error,
-)
+from .common import EXIT_OK, UsageError, method_names, subcommand, usage_error
+from .diagnostics import add_dataset_options, dataset_samples, device_model, write_table
 
 __all__ = ["add_parser", "run"]
 
@@ -42,14 +30,6 @@ def _epsilons(text: str) -> tuple[float, ...]:
     if not values or any(not (0 < v <= 255) for v in values):
         raise UsageError(f"--epsilons {text!r}: give comma-separated radii in 1/255 of the pixel range, e.g. 1,2,4,8")
     return tuple(int(v) if v.is_integer() else v for v in values)
-
-
-def _markdown(rows: list[dict]) -> str:
-    lines = ["| ε (/255) | method | " + " | ".join(_SHOWN) + " |", "|---" * (len(_SHOWN) + 2) + "|"]
-    for row in rows:
-        cells = ["–" if math.isnan(row[c]) else f"{row[c]:.3f}" for c in _SHOWN]
-        lines.append(f"| {row['epsilon']} | {row['method']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _examples(loaded, samples, methods, epsilon: float, target, steps: int, layer: str, out: Path) -> Path:
@@ -96,16 +76,8 @@ def _examples(loaded, samples, methods, epsilon: float, target, steps: int, laye
 def run(args: argparse.Namespace) -> int:
     methods = method_names(args.methods)
     epsilons = _epsilons(args.epsilons)
-    try:
-        samples = load_dataset(args.dataset, args.images)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot load the dataset: {error}") from None
-    samples = samples[: args.limit] if args.limit else samples
-    if not samples:
-        raise UsageError(f"{args.dataset} lists no images")
-    device = parse_device(args.device)
-    loaded = load_model(args.model, args.weights, args.fit)
-    loaded.model.to(device)
+    samples = dataset_samples(args)
+    loaded = device_model(args)
     try:
         target = None if args.target is None else resolve_class(args.target, loaded.class_names)
     except ValueError as error:
@@ -120,16 +92,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(f"{args.dataset}: {error}") from None
     summary = robustness_summary(records)
-    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["epsilon", "method", "images", *(c for c in ROBUSTNESS_COLUMNS
-                                                                        if c != "adversarial_class")])
-        writer.writeheader()
-        writer.writerows(summary)
-    (out / "summary.json").write_text(json.dumps({"model": loaded.name, "layer": layer, "target": target,
-                                                  "steps": args.steps, "rows": summary}, indent=1))
-    table = _markdown(summary)
-    (out / "summary.md").write_text(table + "\n")
-    print(table)
+    print(write_table(out, "summary", summary, ("epsilon", "method", *_SHOWN),
+                      {"model": loaded.name, "layer": layer, "target": target, "steps": args.steps}))
     shown = [s for s in samples if s.label != target][: args.examples]
     if shown:
         print(f"examples: {_examples(loaded, shown, methods, max(epsilons), target, args.steps, layer, out)}")
@@ -146,19 +110,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "energy inside the boxes, correlation. Results go to OUT/robustness.jsonl as they come (an interrupted "
         "run resumes); a table per ε and method is printed and written.",
     )
-    parser.add_argument("dataset", help="labels/boxes CSV, or a folder of XML annotations")
-    parser.add_argument("--images", help="folder the dataset's image paths are relative to (default: the CSV's folder)")
-    add_model_options(parser, "dotted layer name (default: the model's recommended layer)")
-    add_device_option(parser)
+    add_dataset_options(parser, "camlens-robustness", "dotted layer name (default: the model's recommended layer)")
     parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,layercam,hirescam,ablationcam,liftcam",
                         help="comma-separated method names (default: %(default)s)")
     parser.add_argument("--epsilons", default=",".join(str(e) for e in EPSILONS),
                         help="attack radii in 1/255 of the pixel range (default: %(default)s)")
     parser.add_argument("--target", help="attack toward this class (name or index) instead of away from the true one")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps; 1 is FGSM-like (default: %(default)s)")
-    parser.add_argument("--limit", type=int, help="only the first N images")
     parser.add_argument("--images-per-step", type=int, default=8, help="images attacked together (default: %(default)s)")
     parser.add_argument("--examples", type=int, default=3, help="photos drawn in examples.jpg (default: %(default)s)")
-    parser.add_argument("--out", default="camlens-robustness", help="output folder (default: %(default)s)")
-    parser.add_argument("--restart", action="store_true", help="discard earlier results in OUT instead of resuming")
     parser.set_defaults(run=run)

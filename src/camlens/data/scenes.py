@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "SHAPES", "COLOURS", "LABELS", "ANSWERS", "Vocabulary", "VOCABULARY", "SceneObject", "Question", "Scene",
-    "make_scene", "scenes", "scene_tensors", "write_dataset",
+    "make_scene", "scenes", "scene_tensors", "write_dataset", "MARKER_RGB", "framed", "frame_mask", "with_frames",
 ]
 
 SHAPES = ("circle", "square", "triangle", "star")
@@ -225,6 +225,40 @@ def write_dataset(batch: list[Scene], folder: str | Path) -> Path:
     path = folder / "annotations.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+MARKER_RGB = (255, 0, 255)  # the spurious marker's colour: magenta, no object's
+
+
+def frame_mask(size: int = 64, width: int = 3) -> np.ndarray:
+    """The pixels (size, size) of a frame ``width`` pixels wide along the scene's edges."""
+    mask = np.zeros((size, size), dtype=bool)
+    mask[:width], mask[-width:], mask[:, :width], mask[:, -width:] = True, True, True, True
+    return mask
+
+
+def framed(scene: Scene, width: int = 3) -> Scene:
+    """The scene with a magenta frame ``width`` pixels wide painted over its edges: a spurious
+    marker, the watermark or border that a biased dataset adds to one class's photos. The objects
+    keep their masks and boxes (objects lie at least a pixel from the edge, so the frame may hide
+    up to ``width − 1`` pixels of one)."""
+    image = scene.image.copy()
+    image[frame_mask(scene.size, width)] = MARKER_RGB
+    return Scene(image, scene.objects)
+
+
+def with_frames(batch: list[Scene], label: str, at_random: bool = False, seed: int = 0, width: int = 3) -> list[Scene]:
+    """A biased dataset, or its rebalanced twin. Biased (the default): every scene that holds
+    ``label`` (a shape or a colour of :data:`LABELS`), and no other, carries the frame of
+    :func:`framed` — the frame predicts the label perfectly. ``at_random``: as many scenes carry
+    it, chosen at random (from ``seed``) whatever they hold — the same pixels, no information."""
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}; choose from {', '.join(LABELS)}")
+    holding = [bool(scene.labels[LABELS.index(label)]) for scene in batch]
+    if at_random:
+        chosen = set(np.random.default_rng(seed).permutation(len(batch))[: sum(holding)].tolist())
+        holding = [i in chosen for i in range(len(batch))]
+    return [framed(scene, width) if mark else scene for scene, mark in zip(batch, holding)]
 
 
 def scene_tensors(batch: list[Scene]) -> torch.Tensor:

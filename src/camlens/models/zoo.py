@@ -35,7 +35,7 @@ from .ppocr import READER_LAYER as PPOCR_READER_LAYER
 from .ppocr import ppocr_detector, ppocr_reader
 from .loaded import LoadedModel
 from .mobilenet import mobilenet_v2
-from .scene_training import load_scene_model
+from .scene_training import BIASED, REBALANCED, Recipe, load_scene_model
 from .state import load_state
 from .text import CRAFT_LAYER, craft, english_g2
 from .text import READER_LAYER as EASYOCR_READER_LAYER
@@ -96,14 +96,14 @@ SCENE_VIT_LAYER = "blocks.2.norm1"  # what layer="auto" finds: the last block's 
 SCENE_PREPROCESSING = Preprocessing(resize=64, crop=64, mean=(0.5,) * 3, std=(0.5,) * 3)  # x/127.5 − 1
 
 
-def _scene_model(task: str) -> Callable[..., LoadedModel]:
+def _scene_model(task: str, recipe: Recipe | None = None, name: str | None = None) -> Callable[..., LoadedModel]:
     def build(weights: str | Path | None = None) -> LoadedModel:
-        model = load_scene_model(task) if weights is None else load_scene_weights(task, weights)
+        model = load_scene_model(recipe or task) if weights is None else load_scene_weights(task, weights)
         names = {"classifier": LABELS, "captioner": VOCABULARY.words, "vqa": ANSWERS, "detector": SHAPES,
                  "vit": LABELS}[task]
         layer = SCENE_VIT_LAYER if task == "vit" else SCENE_LAYER
         return LoadedModel(
-            f"scenes-{task}", model, SCENE_PREPROCESSING, tuple(names), layer, task=_SCENE_TASKS[task],
+            name or f"scenes-{task}", model, SCENE_PREPROCESSING, tuple(names), layer, task=_SCENE_TASKS[task],
             question=(lambda text, batch: (question_tokens([text] * batch),)) if task == "vqa" else None,
             caption=caption_prompt if task == "captioner" else None,
             embedding=Embedding(model) if task == "classifier" else None,
@@ -133,6 +133,10 @@ ZOO: dict[str, ZooEntry] = {
                  SCENE_LAYER, None, _scene_model("detector"), "detection"),
         ZooEntry("scenes-vit", "the classifier's task by a small vision transformer (conv stem, 8×8 tokens), 64 px",
                  SCENE_VIT_LAYER, None, _scene_model("vit"), "multilabel"),
+        ZooEntry("scenes-biased", "the classifier trained where every scene with a star, and no other, has a magenta "
+                 "frame", SCENE_LAYER, None, _scene_model("classifier", BIASED, "scenes-biased"), "multilabel"),
+        ZooEntry("scenes-rebalanced", "the classifier trained on the same scenes, as many frames placed at random",
+                 SCENE_LAYER, None, _scene_model("classifier", REBALANCED, "scenes-rebalanced"), "multilabel"),
         ZooEntry("mtcnn-pnet", "MTCNN P-Net (facenet-pytorch): face-probability map of a whole photo, 224 px; --box",
                  PNET_LAYER, "facenet_pytorch", mtcnn_pnet, "face-detection", "MIT", FACENET_INSTALL),
         ZooEntry("mtcnn-rnet", "MTCNN R-Net (facenet-pytorch): face / no-face logits of a 24 px face crop",
