@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,18 @@ def test_unknown_options_are_refused():
         fm.masked_scores(model, images, maps, classes, kind="logits")
     with pytest.raises(ValueError, match="at least 1"):
         fm.deletion_insertion(model, images, maps, classes, steps=0)
+
+
+def test_class_scores_by_kind():
+    """Softmax over the classes, the logit, or a multi-label model's sigmoid of that label alone."""
+    from camlens.metrics.faithfulness import class_scores
+
+    logits = torch.tensor([[0.0, 2.0, -1.0], [1.0, 1.0, 1.0]])
+    classes = torch.tensor([1, 2])
+    torch.testing.assert_close(class_scores(logits, classes), torch.tensor([
+        math.exp(2) / (1 + math.exp(2) + math.exp(-1)), 1 / 3]))
+    torch.testing.assert_close(class_scores(logits, classes, "logit"), torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(class_scores(logits, classes, "sigmoid"),
+                               torch.tensor([1 / (1 + math.exp(-2)), 1 / (1 + math.exp(-1))]))
+    with pytest.raises(ValueError, match="unknown score kind 'odds'"):
+        class_scores(logits, classes, "odds")

@@ -3,7 +3,7 @@ r"""Faithfulness metrics: does the model's score follow what the map says matter
 All functions work on batches of tensors on the caller's device. ``model`` is any callable from
 images (B, C, H, W) — already preprocessed — to logits (B, classes); ``score`` turns logits
 into the per-image score of the explained class (softmax probability by default, as in the
-LIFT-CAM and Grad-CAM++ papers; ``"logit"`` as an option). Maps are (B, H, W) at the input's
+LIFT-CAM and Grad-CAM++ papers; ``"logit"`` or, for multi-label models, ``"sigmoid"`` as options). Maps are (B, H, W) at the input's
 resolution, non-negative; they are min–max normalized to [0, 1] here (a constant map becomes all
 zero).
 
@@ -30,7 +30,7 @@ __all__ = [
     "rank_correlation", "spearman",
 ]
 
-ScoreKind = Literal["probability", "logit"]
+ScoreKind = Literal["probability", "logit", "sigmoid"]
 MaskKind = Literal["soft", "top50"]
 SCORE_KINDS: tuple[str, ...] = get_args(ScoreKind)
 MASK_KINDS: tuple[str, ...] = get_args(MaskKind)
@@ -50,9 +50,10 @@ def check_options(kind: str = "probability", mask: str = "soft", steps: int = 1)
 
 
 def class_scores(logits: torch.Tensor, classes: torch.Tensor, kind: ScoreKind = "probability") -> torch.Tensor:
-    """The score of ``classes[i]`` in row i: softmax probability (default) or the logit."""
+    """The score of ``classes[i]`` in row i: softmax probability (default), the logit, or its
+    sigmoid (a multi-label model's probability of that label alone)."""
     check_options(kind=kind)
-    values = logits.softmax(dim=1) if kind == "probability" else logits
+    values = {"probability": lambda: logits.softmax(dim=1), "sigmoid": logits.sigmoid, "logit": lambda: logits}[kind]()
     return values.gather(1, classes.view(-1, 1).to(values.device)).view(-1)
 
 

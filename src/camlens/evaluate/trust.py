@@ -1,0 +1,177 @@
+r"""Which of two models to trust — the automatic analogue of the Grad-CAM paper's trust study, in
+which people shown explanations of two models' *identical* predictions judged which model was
+more reliable.
+
+:func:`compare_models` runs both models on a labelled dataset with boxes or masks and keeps the
+images on which their predictions agree (the same top-1 class; for multi-label models, the same
+verdict on the label). For each such image and model it explains the label and records
+
+- ``energy_object``: the share of the map's energy on the object (the energy-based pointing game);
+- ``pointing``: whether the map's maximum lies on it, within 15 px of a 224 px input;
+- ``deletion`` and ``insertion``: the areas under RISE's curves (lower deletion, higher insertion:
+  the map is faithful to *its own* model).
+
+Records go to ``trust.jsonl`` as they are made (a killed run resumes). :func:`trust_summary`
+averages them per model and says which model's evidence lies on the object more often, image by
+image: the *evidence* measures separate a model that is right for the wrong reason; the
+*faithfulness* measures cannot (a model looking at a spurious marker has faithful maps of the
+marker), and are reported so that a user sees that. :func:`trust_sheet` draws the images on which
+the two models' maps differ most, side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data import Sample, append_jsonl, read_image, read_jsonl
+from ..engine.modelstate import model_device
+from ..explain import explain
+from ..metrics.faithfulness import auc, deletion_insertion
+from ..metrics.localization import energy_in, pointing_hit
+from ..models import LoadedModel
+from ..report import grid, overlay
+from .bias import object_mask
+
+__all__ = ["compare_models", "trust_summary", "trust_sheet", "TRUST_COLUMNS"]
+
+TRUST_COLUMNS = ("energy_object", "pointing", "deletion", "insertion")
+
+
+def _verdicts(model: LoadedModel, outputs: torch.Tensor, labels: torch.Tensor) -> list[int]:
+    """What each model says of each image, comparable between models: the top-1 class, or (multi-label)
+    whether the label is present (1) or not (0)."""
+    if model.task == "multilabel":
+        return (outputs.gather(1, labels[:, None])[:, 0] > 0).long().tolist()
+    return outputs.argmax(dim=1).tolist()
+
+
+def _names(models: Sequence[LoadedModel]) -> list[str]:
+    names = [m.name for m in models]
+    return names if len(set(names)) == len(names) else [f"{name}#{i + 1}" for i, name in enumerate(names)]
+
+
+def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out: str | Path, *,
+                   method: str = "gradcam", layers: Sequence[str | None] = (None, None), steps: int = 16, images_per_step: int = 8, resume: bool = True,
+                   progress: bool = True) -> list[dict]:
+    """Both ``models`` on ``samples`` (labelled, with boxes or masks), one record per image and
+    model in ``out/trust.jsonl`` (see the module docstring): ``agree`` and, for each model,
+    ``predicted`` and ``correct``; on agreeing images also the measures of :data:`TRUST_COLUMNS`
+    (``steps`` steps for deletion and insertion), each model's maps at its ``layers`` entry (its
+    own recommended layer for ``None``). Returns every record of the file."""
+    if len(models) != 2:
+        raise ValueError(f"compare two models, not {len(models)}")
+    if models[0].class_names != models[1].class_names:
+        raise ValueError(f"{models[0].name} and {models[1].name} do not predict the same classes: their predictions "
+                         "cannot agree")
+    unusable = [s.id for s in samples if s.label is None or not (s.mask or s.boxes_of(s.label))]
+    if unusable:
+        raise ValueError(f"{len(unusable)} image(s) have no label or no box or mask of it (e.g. {unusable[0]}): the "
+                         "comparison measures whether each model's evidence lies on the object")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "trust.jsonl"
+    if not resume:
+        path.unlink(missing_ok=True)
+    done = {record["id"] for record in read_jsonl(path)}
+    todo = [s for s in samples if s.id not in done]
+    names = _names(models)
+    with open(path, "a", encoding="utf-8") as handle, \
+            tqdm(total=len(todo), desc="comparing models", unit="image", disable=not progress) as bar:
+        for start in range(0, len(todo), images_per_step):
+            group = todo[start:start + images_per_step]
+            photos = [read_image(sample.path) for sample in group]
+            runs = []
+            for model, layer in zip(models, layers):
+                device = model_device(model.model) or torch.device("cpu")
+                images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
+                labels = torch.tensor([sample.label for sample in group], device=device)
+                explanation = explain(model.model, images, layer or model.layer, method, labels)
+                runs.append((model, images, labels, explanation, _verdicts(model, explanation.outputs, labels)))
+            agree = [a == b for a, b in zip(runs[0][4], runs[1][4])]
+            records = []
+            for name, (model, images, labels, explanation, verdicts) in zip(names, runs):
+                maps = explanation.maps[method]
+                kind = "sigmoid" if model.task == "multilabel" else "probability"
+                curves = deletion_insertion(model.model, images, maps, labels, steps=steps, kind=kind)
+                deletion, insertion = auc(curves.deletion).tolist(), auc(curves.insertion).tolist()
+                tolerance = 15 * max(model.preprocessing.size) / 224
+                for i, (sample, photo) in enumerate(zip(group, photos)):
+                    correct = verdicts[i] == (1 if model.task == "multilabel" else sample.label)
+                    record = {"id": sample.id, "label": sample.label, "model": name, "method": method,
+                              "agree": agree[i], "predicted": verdicts[i], "correct": correct}
+                    if agree[i]:
+                        inside = object_mask(sample, photo.size, model)
+                        saliency = maps[i].cpu()
+                        record |= {"energy_object": energy_in(saliency, inside),
+                                   "pointing": float(pointing_hit(saliency, inside, tolerance)),
+                                   "deletion": deletion[i], "insertion": insertion[i]}
+                    records.append(record)
+            append_jsonl(handle, records)
+            bar.update(len(group))
+    return read_jsonl(path)
+
+
+def trust_summary(records: Sequence[dict]) -> list[dict]:
+    """One row per model, over the images on which the two agree: ``images``, ``accuracy`` (on them),
+    the mean of every measure of :data:`TRUST_COLUMNS`, and ``wins``: the share of those images on
+    which this model's map puts more energy on the object than the other's (ties count half). The
+    row with the larger ``wins`` is marked ``trust``."""
+    names = list(dict.fromkeys(r["model"] for r in records))
+    agreed = {name: {r["id"]: r for r in records if r["model"] == name and r["agree"]} for name in names}
+    rows = []
+    for name in names:
+        mine = agreed[name]
+        other = agreed[next(n for n in names if n != name)] if len(names) == 2 else {}
+        row = {"model": name, "images": len(mine),
+               "accuracy": sum(r["correct"] for r in mine.values()) / len(mine) if mine else float("nan")}
+        for column in TRUST_COLUMNS:
+            row[column] = sum(r[column] for r in mine.values()) / len(mine) if mine else float("nan")
+        paired = [(r["energy_object"], other[i]["energy_object"]) for i, r in mine.items() if i in other]
+        row["wins"] = (sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in paired) / len(paired)
+                       if paired else float("nan"))
+        rows.append(row)
+    best = max(rows, key=lambda row: row["wins"] if row["wins"] == row["wins"] else -1, default=None)
+    for row in rows:
+        row["trust"] = row is best and row["wins"] > 0.5
+    return rows
+
+
+def trust_sheet(models: Sequence[LoadedModel], samples: Sequence[Sample], records: Sequence[dict], out: str | Path,
+                *, count: int = 6, layers: Sequence[str | None] = (None, None)) -> Path:
+    """The ``count`` agreeing images on which the two models' maps put the most different shares of
+    energy on the object: each as the first model saw it, and each model's map of the label.
+    Written to ``out/trust.jpg``; returns the path."""
+    names = _names(models)
+    energy = {(r["id"], r["model"]): r["energy_object"] for r in records if r["agree"]}
+    method = next((r["method"] for r in records), "gradcam")
+    gap = {s.id: abs(energy[s.id, names[0]] - energy[s.id, names[1]]) for s in samples
+           if (s.id, names[0]) in energy and (s.id, names[1]) in energy}
+    chosen = sorted((s for s in samples if s.id in gap), key=lambda s: -gap[s.id])[:count]
+    if not chosen:
+        raise ValueError("no image on which both models agree: nothing to compare")
+    photos = [read_image(sample.path) for sample in chosen]
+    columns = []
+    for model, layer in zip(models, layers):
+        device = model_device(model.model) or torch.device("cpu")
+        images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
+        labels = torch.tensor([sample.label for sample in chosen], device=device)
+        columns.append(explain(model.model, images, layer or model.layer, method, labels).maps[method])
+    first = models[0].preprocessing
+    scale = max(1, 224 // max(first.size))  # small inputs (64 px scenes) drawn larger
+    panels, titles, labels_text = [], [], []
+    for i, (sample, photo) in enumerate(zip(chosen, photos)):
+        seen = first.fit_image(photo)
+        seen = seen.resize((seen.width * scale, seen.height * scale), Image.NEAREST)
+        panels.append([seen] + [overlay(model.preprocessing.fit_image(photo), column[i])
+                                for model, column in zip(models, columns)])
+        titles.append(["the image"] + [f"{name}: {energy[sample.id, name]:.0%} on object" for name in names])
+        label = models[0].class_names[sample.label]
+        labels_text.append(f"{sample.id}: {label}, predicted alike by both")
+    path = Path(out) / "trust.jpg"
+    grid(panels, titles, labels_text, panel_size=220).save(path, quality=88)
+    return path
