@@ -14,12 +14,12 @@ import argparse
 import sys
 
 from .. import __version__
-from . import bias, evaluate, explain, layers, models, robustness, serve, trust
+from . import bias, discrimination, evaluate, explain, layers, models, neurons, robustness, serve, trust
 from .common import EXAMPLES, EXIT_INPUT_FAILED, EXIT_USAGE, UsageError, check_counts
 
 __all__ = ["main", "parser", "COMMANDS"]
 
-COMMANDS = (explain, evaluate, robustness, bias, trust, serve, models, layers)
+COMMANDS = (explain, evaluate, robustness, bias, trust, discrimination, neurons, serve, models, layers)
 
 
 def parser() -> argparse.ArgumentParser:

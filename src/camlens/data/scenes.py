@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "SHAPES", "COLOURS", "LABELS", "ANSWERS", "Vocabulary", "VOCABULARY", "SceneObject", "Question", "Scene",
-    "make_scene", "scenes", "scene_tensors", "write_dataset", "MARKER_RGB", "framed", "frame_mask", "with_frames",
+    "make_scene", "scenes", "scene_tensors", "write_dataset", "write_pairs", "scene_concepts", "MARKER_RGB", "framed", "frame_mask", "with_frames",
 ]
 
 SHAPES = ("circle", "square", "triangle", "star")
@@ -202,10 +202,11 @@ def make_scene(rng: np.random.Generator, size: int = 64, count: int | None = Non
     return Scene(np.clip(image + 0.5, 0, 255).astype(np.uint8), tuple(objects))
 
 
-def scenes(count: int, seed: int = 0, size: int = 64) -> list[Scene]:
-    """``count`` scenes, the same for the same seed."""
+def scenes(count: int, seed: int = 0, size: int = 64, objects: int | None = None) -> list[Scene]:
+    """``count`` scenes, the same for the same seed; with ``objects`` objects each (1–4 at random
+    by default; a scene too full for them has fewer)."""
     rng = np.random.default_rng(seed)
-    return [make_scene(rng, size) for _ in range(count)]
+    return [make_scene(rng, size, objects) for _ in range(count)]
 
 
 def write_dataset(batch: list[Scene], folder: str | Path) -> Path:
@@ -259,6 +260,38 @@ def with_frames(batch: list[Scene], label: str, at_random: bool = False, seed: i
         chosen = set(np.random.default_rng(seed).permutation(len(batch))[: sum(holding)].tolist())
         holding = [i in chosen for i in range(len(batch))]
     return [framed(scene, width) if mark else scene for scene, mark in zip(batch, holding)]
+
+
+def write_pairs(batch: list[Scene], folder: str | Path) -> Path:
+    """Scenes of two or more objects as a two-class dataset for the class-discriminativeness
+    measure (:mod:`camlens.evaluate.discrimination`): ``scene-NNNN.png`` and ``pairs.csv``
+    (``file,class_a,class_b``: the shapes of the first two objects). Returns the CSV's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file,class_a,class_b"]
+    for number, scene in enumerate(batch):
+        if len(scene.objects) < 2:
+            continue
+        name = f"scene-{number:04d}.png"
+        scene.pil().save(folder / name)
+        rows.append(f"{name},{scene.objects[0].shape},{scene.objects[1].shape}")
+    path = folder / "pairs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def scene_concepts(batch: list[Scene]) -> dict[str, torch.Tensor]:
+    """Concept masks (N, H, W) of the scenes, for naming channels (:mod:`camlens.evaluate.concepts`):
+    each shape and each colour of :data:`LABELS` (the pixels of the object that has it) and
+    ``background`` (the pixels of no object)."""
+    masks = {label: np.zeros((len(batch), batch[0].size, batch[0].size), dtype=bool) for label in LABELS}
+    for row, scene in enumerate(batch):
+        for o in scene.objects:
+            masks[o.shape][row] |= o.mask
+            masks[o.colour][row] |= o.mask
+    concepts = {label: torch.from_numpy(mask) for label, mask in masks.items()}
+    concepts["background"] = ~torch.stack([concepts[shape] for shape in SHAPES]).any(dim=0)
+    return concepts
 
 
 def scene_tensors(batch: list[Scene]) -> torch.Tensor:

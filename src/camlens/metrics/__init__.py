@@ -5,7 +5,8 @@
 - :mod:`~camlens.metrics.axioms`: XGrad-CAM's conservation and sensitivity, LIFT-CAM's distance
   to Shapley values;
 - :mod:`~camlens.metrics.localization`: boxes from maps, IoU, the pointing game and its
-  energy-based variant, mask IoU.
+  energy-based variant, mask IoU;
+- :mod:`~camlens.metrics.discrimination`: whether a map reveals which of two classes it explains.
 """
 
 from .registry import GROUPS, METRICS, Metric

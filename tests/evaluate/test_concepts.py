@@ -1,0 +1,117 @@
+"""Textual explanations from neuron importance: Network Dissection's IoU in closed form, the
+sentence from Grad-CAM's weights on a hand-built head, and on scenes how often the top channels'
+concepts are the class they explain."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import camlens
+from camlens.cli import main
+from camlens.data.scenes import LABELS, scene_concepts, scene_tensors, scenes
+from camlens.evaluate.concepts import concept_agreement, dissect, neuron_text
+from camlens.targets import Classes
+
+
+def two_channel_model(head: list[list[float]] | None = None) -> nn.Module:
+    """Layer ``0`` copies the red and green input channels; then pooling and a linear head."""
+    conv = nn.Conv2d(3, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = conv.weight[1, 1] = 1.0
+    linear = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor(head or [[2.0, -1.0], [0.5, 3.0]]))
+    return nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
+
+
+def probe() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Four 20×20 images: a red square of graded values (1…25) at a place of its own in each; the
+    green channel is empty."""
+    images = torch.zeros(4, 3, 20, 20)
+    red = torch.zeros(4, 20, 20, dtype=torch.bool)
+    for i in range(4):
+        images[i, 0, 3 * i:3 * i + 5, 2 * i:2 * i + 5] = torch.arange(1.0, 26.0).view(5, 5)
+        red[i, 3 * i:3 * i + 5, 2 * i:2 * i + 5] = True
+    return images, {"red": red, "elsewhere": ~red}
+
+
+def test_dissection_iou_in_closed_form():
+    images, concepts = probe()
+    dissection = dissect(two_channel_model(), "0", images, concepts, quantile=0.97)
+    threshold = torch.quantile(images[:, 0].flatten(), 0.97)
+    fired = int((images[:, 0] > threshold).sum())           # all inside the squares
+    assert dissection.thresholds[0] == pytest.approx(float(threshold))
+    assert dissection.iou[0, 0] == pytest.approx(fired / 100)  # |fired ∩ red| / |red|
+    assert dissection.iou[0, 1] == 0
+    assert dissection.name(0) == ("red", pytest.approx(fired / 100))
+    assert dissection.iou[1].tolist() == [0.0, 0.0]          # green never exceeds its threshold 0
+    with pytest.raises(ValueError, match="concept masks must be"):
+        dissect(two_channel_model(), "0", images, {"red": concepts["red"][:2]})
+    with pytest.raises(ValueError, match="quantile must be in"):
+        dissect(two_channel_model(), "0", images, concepts, quantile=1.0)
+    with pytest.raises(ValueError, match="not a spatial"):
+        dissect(two_channel_model(), "2", images, concepts)
+
+
+def test_the_sentence_lists_the_channels_of_positive_weight_largest_first():
+    """Grad-CAM's weights on a pooled linear head are the head's row over h·w: class 0 (2, −1) is
+    channel 0 alone; class 1 (0.5, 3) is channel 1, then channel 0."""
+    images, concepts = probe()
+    model = two_channel_model()
+    dissection = dissect(model, "0", images, concepts, quantile=0.97)
+    explanation = camlens.explain(model, images[:1], "0", ("gradcam", "layercam"), Classes([0, 1]))
+    first = neuron_text(explanation, 0, dissection, ("a", "b"))
+    assert [c for c, *_ in first.channels] == [0]
+    assert first.channels[0][1] == pytest.approx(2 / 400)
+    assert first.sentence == f"the evidence for 'a' comes from channels 0 (red, IoU {dissection.name(0)[1]:.2f})"
+    second = neuron_text(explanation, 1, dissection, ("a", "b"))
+    assert [c for c, *_ in second.channels] == [1, 0]
+    # channel 1 fires nowhere: every IoU 0, named by the first concept, "red", at IoU 0
+    assert second.channels[0][2:] == ("red", 0.0)
+    assert concept_agreement([first, second], ["red", "elsewhere"]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="layercam has no channel weights"):
+        neuron_text(explanation, 0, dissection, ("a", "b"), method="layercam")
+    nothing = camlens.explain(two_channel_model([[-1.0, -1.0], [1.0, 1.0]]), images[:1], "0", "gradcam", 0)
+    assert "no channel has a positive weight" in neuron_text(nothing, 0, dissection, ("a", "b")).sentence
+
+
+def test_on_scenes_the_top_channels_name_the_class_they_explain():
+    """Measured on 100 held-out scenes with a probe of 300: 0.65 of the top-5 channels' concepts are
+    the explained label (shapes 0.8–1.0, colours 0.4), where a channel drawn at random would be 0.13
+    (its label's share of the 64 channels' names, on average)."""
+    model = camlens.load("scenes-classifier")
+    probe_scenes = scenes(300, seed=7)
+    dissection = dissect(model.model, model.layer, scene_tensors(probe_scenes), scene_concepts(probe_scenes))
+    texts, explained = [], []
+    for scene in scenes(40, seed=2026):
+        labels = [i for i, present in enumerate(scene.labels.tolist()) if present]
+        explanation = camlens.explain(model.model, scene_tensors([scene]), model.layer, "gradcam", Classes(labels))
+        texts += [neuron_text(explanation, row, dissection, model.class_names) for row in range(len(labels))]
+        explained += [LABELS[label] for label in labels]
+    names = [dissection.name(k)[0] for k in range(len(dissection.thresholds))]
+    chance = sum(names.count(label) for label in explained) / len(names) / len(explained)
+    agreement = concept_agreement(texts, explained)
+    assert agreement >= 0.5 and agreement >= 3 * chance
+    shapes = [t for t, label in zip(texts, explained) if label in ("circle", "square", "triangle", "star")]
+    assert concept_agreement(shapes, [e for e in explained if e in ("circle", "square", "triangle", "star")]) >= 0.75
+
+
+def test_the_command_prints_a_sentence_per_image(tmp_path, capsys):
+    scene = scenes(1, seed=2026, objects=2)[0]
+    scene.pil().save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    assert main(["neurons", str(tmp_path / "scene.png"), "--model", "scenes-classifier", "--target", "circle",
+                 "--probe-count", "100", "--out", str(out)]) == 0
+    assert "scene.png: the evidence for 'circle' comes from channels" in capsys.readouterr().out
+    rows = json.loads((out / "neurons.json").read_text())["rows"]
+    assert [row["rank"] for row in rows] == list(range(1, len(rows) + 1)) and rows[0]["class"] == "circle"
+    assert main(["neurons", str(tmp_path / "scene.png"), "--model", "scenes-classifier", "--method", "layercam",
+                 "--probe-count", "50", "--out", str(out)]) == 2
+    assert "layercam has no channel weights" in capsys.readouterr().err
+    assert main(["neurons", str(tmp_path / "scene.png"), "--probe", str(tmp_path / "none.csv"), "--out", str(out)]) == 2
+    assert "--probe:" in capsys.readouterr().err
