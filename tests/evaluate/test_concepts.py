@@ -115,3 +115,33 @@ def test_the_command_prints_a_sentence_per_image(tmp_path, capsys):
     assert "layercam has no channel weights" in capsys.readouterr().err
     assert main(["neurons", str(tmp_path / "scene.png"), "--probe", str(tmp_path / "none.csv"), "--out", str(out)]) == 2
     assert "--probe:" in capsys.readouterr().err
+
+
+def test_concepts_from_a_segmented_dataset_name_the_channels(tmp_path):
+    """Masks of class indices (1 = red thing, 2 = green thing) read through a dataset CSV as
+    concepts: the copying layer's red channel is named by concept 1, its green one by concept 2."""
+    import numpy as np
+    from PIL import Image
+
+    from camlens.data import Preprocessing, load_dataset
+    from camlens.evaluate.concepts import mask_concepts
+
+    rows = ["file,class_index,mask"]
+    for i in range(3):
+        pixels, labels = np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.uint8)
+        pixels[2 + i:7 + i, 2:7, 0] = np.arange(100, 125).reshape(5, 5)
+        pixels[9:14, 8 + i:13 + i, 1] = np.arange(100, 125).reshape(5, 5)
+        labels[2 + i:7 + i, 2:7], labels[9:14, 8 + i:13 + i] = 1, 2
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        Image.fromarray(labels).save(tmp_path / f"{i}-mask.png")
+        rows.append(f"{i}.png,0,{i}-mask.png")
+    (tmp_path / "probe.csv").write_text("\n".join(rows) + "\n")
+    samples = load_dataset(tmp_path / "probe.csv")
+    preprocessing = Preprocessing(resize=16, crop=16, mean=(0.0,) * 3, std=(1.0,) * 3)
+    concepts = mask_concepts(samples, preprocessing, {1: "red thing", 2: "green thing"})
+    assert int(concepts["red thing"].sum()) == int(concepts["green thing"].sum()) == 3 * 25
+    images = torch.stack([preprocessing(Image.open(s.path)) for s in samples])
+    dissection = dissect(two_channel_model(), "0", images, concepts, quantile=0.9)
+    assert dissection.name(0)[0] == "red thing" and dissection.name(1)[0] == "green thing"
+    with pytest.raises(ValueError, match="have no mask"):
+        mask_concepts([type(samples[0])(samples[0].path, 0)], preprocessing, {1: "x"})
