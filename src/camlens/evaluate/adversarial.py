@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from ..data import Sample, append_jsonl, boxes_in_input, read_image, read_jsonl
+from ..data import Sample, boxes_in_input, read_image, resume_records
 from ..engine.modelstate import evaluation_mode, model_device
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in, pointing_hit
@@ -110,61 +109,53 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
     if unusable:
         raise ValueError(f"{len(unusable)} image(s) have no label or no box of it (e.g. {unusable[0]}): the diagnostic "
                          "measures whether the original class's map stays on its object")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "robustness.jsonl"
-    if not resume:
-        path.unlink(missing_ok=True)
-    done = {record["id"] for record in read_jsonl(path)}
-    todo = [s for s in samples if s.id not in done and s.label != target]
     layer = layer or model.layer
     device = model_device(model.model) or torch.device("cpu")
     preprocessing = model.preprocessing
     multilabel = model.task == "multilabel"
     # the pointing game's 15 pixels are of a 224-pixel input: scaled to this model's
     tolerance = 15 * max(preprocessing.size) / 224
-    with open(path, "a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc="adversarial noise", unit="image", disable=not progress) as bar:
-        for start in range(0, len(todo), images_per_step):
-            group = todo[start:start + images_per_step]
-            photos = [read_image(sample.path) for sample in group]
-            images = torch.stack([preprocessing(photo) for photo in photos]).to(device)
-            labels = torch.tensor([sample.label for sample in group], device=device)
-            regions = [boxes_mask(boxes_in_input(sample.boxes_of(sample.label), photo.size, preprocessing),
-                                  preprocessing.size) for sample, photo in zip(group, photos)]
-            clean = explain(model.model, images, layer, methods, labels)
-            records = []
-            for epsilon in epsilons:
-                goal = labels if target is None else torch.full_like(labels, target)
-                adversarial = pgd(model.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std,
-                                  steps=steps, targeted=target is not None, multilabel=multilabel)
-                with torch.no_grad():
-                    logits = model.model(adversarial)
-                probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)
-                confidence, predicted = probabilities.max(dim=1)
-                if multilabel:  # the label gone (or the target there), whatever else is predicted
-                    success = probabilities.gather(1, goal[:, None])[:, 0] < 0.5 if target is None else \
-                        probabilities[:, target] > 0.5
-                else:
-                    success = predicted != labels if target is None else predicted == target
-                attacked = explain(model.model, adversarial, layer, methods, labels)
-                for i, sample in enumerate(group):
-                    shared = {"id": sample.id, "label": sample.label, "epsilon": epsilon,
-                              "attack_success": bool(success[i]), "adversarial_class": int(predicted[i]),
-                              "adversarial_confidence": float(confidence[i]),
-                              "original_confidence": float(probabilities[i, labels[i]])}
-                    for method in methods:
-                        before, after = clean.maps[method][i].cpu(), attacked.maps[method][i].cpu()
-                        records.append(shared | {
-                            "method": method, "target": target,
-                            "pointing_clean": float(pointing_hit(before, regions[i], tolerance)),
-                            "pointing_adversarial": float(pointing_hit(after, regions[i], tolerance)),
-                            "energy_clean": energy_in(before, regions[i]),
-                            "energy_adversarial": energy_in(after, regions[i]),
-                            "map_correlation": _correlation(before, after)})
-            append_jsonl(handle, records)
-            bar.update(len(group))
-    return read_jsonl(path)
+
+    def step(group: list[Sample]) -> list[dict]:
+        photos = [read_image(sample.path) for sample in group]
+        images = torch.stack([preprocessing(photo) for photo in photos]).to(device)
+        labels = torch.tensor([sample.label for sample in group], device=device)
+        regions = [boxes_mask(boxes_in_input(sample.boxes_of(sample.label), photo.size, preprocessing),
+                              preprocessing.size) for sample, photo in zip(group, photos)]
+        clean = explain(model.model, images, layer, methods, labels)
+        records = []
+        for epsilon in epsilons:
+            goal = labels if target is None else torch.full_like(labels, target)
+            adversarial = pgd(model.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std,
+                              steps=steps, targeted=target is not None, multilabel=multilabel)
+            with torch.no_grad():
+                logits = model.model(adversarial)
+            probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)
+            confidence, predicted = probabilities.max(dim=1)
+            if multilabel:  # the label gone (or the target there), whatever else is predicted
+                success = probabilities.gather(1, goal[:, None])[:, 0] < 0.5 if target is None else \
+                    probabilities[:, target] > 0.5
+            else:
+                success = predicted != labels if target is None else predicted == target
+            attacked = explain(model.model, adversarial, layer, methods, labels)
+            for i, sample in enumerate(group):
+                shared = {"id": sample.id, "label": sample.label, "epsilon": epsilon,
+                          "attack_success": bool(success[i]), "adversarial_class": int(predicted[i]),
+                          "adversarial_confidence": float(confidence[i]),
+                          "original_confidence": float(probabilities[i, labels[i]])}
+                for method in methods:
+                    before, after = clean.maps[method][i].cpu(), attacked.maps[method][i].cpu()
+                    records.append(shared | {
+                        "method": method, "target": target,
+                        "pointing_clean": float(pointing_hit(before, regions[i], tolerance)),
+                        "pointing_adversarial": float(pointing_hit(after, regions[i], tolerance)),
+                        "energy_clean": energy_in(before, regions[i]),
+                        "energy_adversarial": energy_in(after, regions[i]),
+                        "map_correlation": _correlation(before, after)})
+        return records
+
+    return resume_records(Path(out) / "robustness.jsonl", [s for s in samples if s.label != target], step,
+                          per_step=images_per_step, desc="adversarial noise", resume=resume, progress=progress)
 
 
 def robustness_summary(records: Sequence[dict]) -> list[dict]:

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..data import Sample, append_jsonl, boxes_in_input, mask_in_input, read_image, read_jsonl
+from ..data import Sample, boxes_in_input, mask_in_input, read_image, resume_records
 from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in
@@ -75,38 +74,30 @@ def bias_audit(model: LoadedModel, samples: Sequence[Sample], out: str | Path, *
     names = [r.name for r in regions]
     if len(set(names)) < len(names) or "object" in names:
         raise ValueError(f"region names must be distinct and not 'object': {names}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "bias.jsonl"
-    if not resume:
-        path.unlink(missing_ok=True)
-    done = {record["id"] for record in read_jsonl(path)}
-    todo = [s for s in samples if s.id not in done]
     layer = layer or model.layer
     device = model_device(model.model) or torch.device("cpu")
-    with open(path, "a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc="bias audit", unit="image", disable=not progress) as bar:
-        for start in range(0, len(todo), images_per_step):
-            group = todo[start:start + images_per_step]
-            photos = [read_image(sample.path) for sample in group]
-            images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-            labels = torch.tensor([sample.label for sample in group], device=device)
-            explanation = explain(model.model, images, layer, method, labels)
-            correct = _correct(model, explanation.outputs, labels).tolist()
-            maps = explanation.maps[method].cpu()
-            records = []
-            for i, (sample, photo) in enumerate(zip(group, photos)):
-                inside = object_mask(sample, photo.size, model)
-                record = {"id": sample.id, "label": sample.label, "method": method, "correct": correct[i],
-                          "energy_object": energy_in(maps[i], inside), "object_area": float(inside.float().mean())}
-                for region in regions:
-                    where = region.in_input(photo.size, model.preprocessing, inside)
-                    record[f"energy:{region.name}"] = energy_in(maps[i], where)
-                    record[f"area:{region.name}"] = float(where.float().mean())
-                records.append(record)
-            append_jsonl(handle, records)
-            bar.update(len(group))
-    return read_jsonl(path)
+
+    def step(group: list[Sample]) -> list[dict]:
+        photos = [read_image(sample.path) for sample in group]
+        images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
+        labels = torch.tensor([sample.label for sample in group], device=device)
+        explanation = explain(model.model, images, layer, method, labels)
+        correct = _correct(model, explanation.outputs, labels).tolist()
+        maps = explanation.maps[method].cpu()
+        records = []
+        for i, (sample, photo) in enumerate(zip(group, photos)):
+            inside = object_mask(sample, photo.size, model)
+            record = {"id": sample.id, "label": sample.label, "method": method, "correct": correct[i],
+                      "energy_object": energy_in(maps[i], inside), "object_area": float(inside.float().mean())}
+            for region in regions:
+                where = region.in_input(photo.size, model.preprocessing, inside)
+                record[f"energy:{region.name}"] = energy_in(maps[i], where)
+                record[f"area:{region.name}"] = float(where.float().mean())
+            records.append(record)
+        return records
+
+    return resume_records(Path(out) / "bias.jsonl", samples, step, per_step=images_per_step, desc="bias audit",
+                          resume=resume, progress=progress)
 
 
 def bias_summary(records: Sequence[dict], class_names: Sequence[str] = (), threshold: float = FLAG_THRESHOLD,

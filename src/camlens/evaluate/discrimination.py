@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
-from ..data import Sample, append_jsonl, read_image, read_jsonl, resolve_class
+from ..data import Sample, read_image, resume_records, resolve_class
 from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.discrimination import FillKind, revealed
@@ -112,39 +111,31 @@ def discrimination(model: LoadedModel, pairs: Sequence[Pair], out: str | Path, m
         raise ValueError("no method to measure")
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise ValueError(f"fractions must be in (0, 1], not {list(fractions)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "discrimination.jsonl"
-    if not resume:
-        path.unlink(missing_ok=True)
-    done = {record["id"] for record in read_jsonl(path)}
-    todo = [p for p in pairs if p.id not in done]
     layer = layer or model.layer
     device = model_device(model.model) or torch.device("cpu")
-    with open(path, "a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc="class discrimination", unit="image", disable=not progress) as bar:
-        for start in range(0, len(todo), images_per_step):
-            group = todo[start:start + images_per_step]
-            images = torch.stack([model.preprocessing(read_image(p.path)) for p in group]).to(device)
-            a = torch.tensor([p.a for p in group], device=device)
-            b = torch.tensor([p.b for p in group], device=device)
-            both = images.repeat(2, 1, 1, 1)                 # rows 0..B-1 explain a, B..2B-1 explain b
-            explained, other = torch.cat([a, b]), torch.cat([b, a])
-            explanation = explain(model.model, both, layer, methods, explained)
-            recognised = _recognised(model, explanation.outputs[: len(group)], a, b)
-            records = []
-            for method in methods:
-                for fraction in fractions:
-                    scores = revealed(model.model, both, explanation.maps[method], explained, other, fraction,
-                                      fill).tolist()
-                    for row, score in enumerate(scores):
-                        pair = group[row % len(group)]
-                        records.append({"id": pair.id, "explained": int(explained[row]), "other": int(other[row]),
-                                        "method": method, "fraction": fraction, "fill": fill,
-                                        "recognised": recognised[row % len(group)], "revealed": score})
-            append_jsonl(handle, records)
-            bar.update(len(group))
-    return read_jsonl(path)
+
+    def step(group: list[Pair]) -> list[dict]:
+        images = torch.stack([model.preprocessing(read_image(p.path)) for p in group]).to(device)
+        a = torch.tensor([p.a for p in group], device=device)
+        b = torch.tensor([p.b for p in group], device=device)
+        both = images.repeat(2, 1, 1, 1)                 # rows 0..B-1 explain a, B..2B-1 explain b
+        explained, other = torch.cat([a, b]), torch.cat([b, a])
+        explanation = explain(model.model, both, layer, methods, explained)
+        recognised = _recognised(model, explanation.outputs[: len(group)], a, b)
+        records = []
+        for method in methods:
+            for fraction in fractions:
+                scores = revealed(model.model, both, explanation.maps[method], explained, other, fraction,
+                                  fill).tolist()
+                for row, score in enumerate(scores):
+                    pair = group[row % len(group)]
+                    records.append({"id": pair.id, "explained": int(explained[row]), "other": int(other[row]),
+                                    "method": method, "fraction": fraction, "fill": fill,
+                                    "recognised": recognised[row % len(group)], "revealed": score})
+        return records
+
+    return resume_records(Path(out) / "discrimination.jsonl", pairs, step, per_step=images_per_step,
+                          desc="class discrimination", resume=resume, progress=progress)
 
 
 def _wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:

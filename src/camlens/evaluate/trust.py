@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..data import Sample, append_jsonl, read_image, read_jsonl
+from ..data import Sample, read_image, resume_records
 from ..engine.modelstate import model_device
 from ..explain import explain
+from ..explanation import Explanation
 from ..metrics.faithfulness import auc, deletion_insertion
 from ..metrics.localization import energy_in, pointing_hit
 from ..models import LoadedModel
@@ -72,48 +72,37 @@ def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out
     if unusable:
         raise ValueError(f"{len(unusable)} image(s) have no label or no box or mask of it (e.g. {unusable[0]}): the "
                          "comparison measures whether each model's evidence lies on the object")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "trust.jsonl"
-    if not resume:
-        path.unlink(missing_ok=True)
-    done = {record["id"] for record in read_jsonl(path)}
-    todo = [s for s in samples if s.id not in done]
     names = _names(models)
-    with open(path, "a", encoding="utf-8") as handle, \
-            tqdm(total=len(todo), desc="comparing models", unit="image", disable=not progress) as bar:
-        for start in range(0, len(todo), images_per_step):
-            group = todo[start:start + images_per_step]
-            photos = [read_image(sample.path) for sample in group]
-            runs = []
-            for model, layer in zip(models, layers):
-                device = model_device(model.model) or torch.device("cpu")
-                images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-                labels = torch.tensor([sample.label for sample in group], device=device)
-                explanation = explain(model.model, images, layer or model.layer, method, labels)
-                runs.append((model, images, labels, explanation, _verdicts(model, explanation.outputs, labels)))
-            agree = [a == b for a, b in zip(runs[0][4], runs[1][4])]
-            records = []
-            for name, (model, images, labels, explanation, verdicts) in zip(names, runs):
-                maps = explanation.maps[method]
-                kind = "sigmoid" if model.task == "multilabel" else "probability"
-                curves = deletion_insertion(model.model, images, maps, labels, steps=steps, kind=kind)
-                deletion, insertion = auc(curves.deletion).tolist(), auc(curves.insertion).tolist()
-                tolerance = 15 * max(model.preprocessing.size) / 224
-                for i, (sample, photo) in enumerate(zip(group, photos)):
-                    correct = verdicts[i] == (1 if model.task == "multilabel" else sample.label)
-                    record = {"id": sample.id, "label": sample.label, "model": name, "method": method,
-                              "agree": agree[i], "predicted": verdicts[i], "correct": correct}
-                    if agree[i]:
-                        inside = object_mask(sample, photo.size, model)
-                        saliency = maps[i].cpu()
-                        record |= {"energy_object": energy_in(saliency, inside),
-                                   "pointing": float(pointing_hit(saliency, inside, tolerance)),
-                                   "deletion": deletion[i], "insertion": insertion[i]}
-                    records.append(record)
-            append_jsonl(handle, records)
-            bar.update(len(group))
-    return read_jsonl(path)
+
+    def step(group: list[Sample]) -> list[dict]:
+        photos = [read_image(sample.path) for sample in group]
+        runs = []
+        for model, layer in zip(models, layers):
+            images, labels, explanation = _explained(model, layer, method, photos, group)
+            runs.append((model, images, labels, explanation, _verdicts(model, explanation.outputs, labels)))
+        agree = [a == b for a, b in zip(runs[0][4], runs[1][4])]
+        records = []
+        for name, (model, images, labels, explanation, verdicts) in zip(names, runs):
+            maps = explanation.maps[method]
+            kind = "sigmoid" if model.task == "multilabel" else "probability"
+            curves = deletion_insertion(model.model, images, maps, labels, steps=steps, kind=kind)
+            deletion, insertion = auc(curves.deletion).tolist(), auc(curves.insertion).tolist()
+            tolerance = 15 * max(model.preprocessing.size) / 224
+            for i, (sample, photo) in enumerate(zip(group, photos)):
+                correct = verdicts[i] == (1 if model.task == "multilabel" else sample.label)
+                record = {"id": sample.id, "label": sample.label, "model": name, "method": method,
+                          "agree": agree[i], "predicted": verdicts[i], "correct": correct}
+                if agree[i]:
+                    inside = object_mask(sample, photo.size, model)
+                    saliency = maps[i].cpu()
+                    record |= {"energy_object": energy_in(saliency, inside),
+                               "pointing": float(pointing_hit(saliency, inside, tolerance)),
+                               "deletion": deletion[i], "insertion": insertion[i]}
+                records.append(record)
+        return records
+
+    return resume_records(Path(out) / "trust.jsonl", samples, step, per_step=images_per_step,
+                          desc="comparing models", resume=resume, progress=progress)
 
 
 def trust_summary(records: Sequence[dict]) -> list[dict]:
@@ -157,10 +146,7 @@ def trust_sheet(models: Sequence[LoadedModel], samples: Sequence[Sample], record
     photos = [read_image(sample.path) for sample in chosen]
     columns = []
     for model, layer in zip(models, layers):
-        device = model_device(model.model) or torch.device("cpu")
-        images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-        labels = torch.tensor([sample.label for sample in chosen], device=device)
-        columns.append(explain(model.model, images, layer or model.layer, method, labels).maps[method])
+        columns.append(_explained(model, layer, method, photos, chosen)[2].maps[method])
     first = models[0].preprocessing
     scale = max(1, 224 // max(first.size))  # small inputs (64 px scenes) drawn larger
     panels, titles, labels_text = [], [], []
@@ -175,3 +161,13 @@ def trust_sheet(models: Sequence[LoadedModel], samples: Sequence[Sample], record
     path = Path(out) / "trust.jpg"
     grid(panels, titles, labels_text, panel_size=220).save(path, quality=88)
     return path
+
+
+def _explained(model: LoadedModel, layer: str | None, method: str, photos: Sequence[Image.Image],
+               samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, Explanation]:
+    """``photos`` as ``model`` sees them, their labels and ``method``'s maps of the labels at
+    ``layer`` (the model's own for ``None``), on the model's device."""
+    device = model_device(model.model) or torch.device("cpu")
+    images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
+    labels = torch.tensor([sample.label for sample in samples], device=device)
+    return images, labels, explain(model.model, images, layer or model.layer, method, labels)
