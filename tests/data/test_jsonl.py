@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from camlens.data import read_jsonl, resume_records
+from camlens.data import RunMismatch, read_jsonl, resume_records
 
 
 @dataclass
@@ -26,7 +26,7 @@ def test_a_killed_run_resumes_after_its_last_complete_step(tmp_path):
 
     with pytest.raises(RuntimeError, match="killed"):
         resume_records(path, items, failing, per_step=2, progress=False)
-    assert [r["id"] for r in read_jsonl(path)] == ["0", "1", "2", "3"]
+    assert [r["id"] for r in read_jsonl(path) if "id" in r] == ["0", "1", "2", "3"]
 
     def step(group):
         seen.extend(item.id for item in group)
@@ -42,3 +42,36 @@ def test_a_killed_run_resumes_after_its_last_complete_step(tmp_path):
 def test_a_step_of_no_item_is_refused(tmp_path):
     with pytest.raises(ValueError, match="per_step"):
         resume_records(tmp_path / "r.jsonl", [Item("a")], lambda group: [], per_step=0)
+
+
+def squares(group):
+    return [{"id": item.id, "square": int(item.id) ** 2} for item in group]
+
+
+def test_a_step_cut_short_is_done_again(tmp_path):
+    """A step writes its records and then a line naming its items, in one append: records whose
+    step has no such line (a run killed mid-write) are dropped and their items done again."""
+    path = tmp_path / "records.jsonl"
+    items = [Item(str(i)) for i in range(4)]
+    resume_records(path, items[:2], squares, per_step=2, progress=False)
+    with open(path, "a", encoding="utf-8") as handle:     # the next step's first record, not its marker
+        handle.write('{"id": "2", "square": -1}\n')
+    records = resume_records(path, items, squares, per_step=2, progress=False)
+    assert [(r["id"], r["square"]) for r in records] == [("0", 0), ("1", 1), ("2", 4), ("3", 9)]
+
+
+def test_resuming_with_other_settings_is_refused_and_only_the_items_asked_for_come_back(tmp_path):
+    path = tmp_path / "records.jsonl"
+    items = [Item(str(i)) for i in range(3)]
+    resume_records(path, items, squares, settings={"model": "a", "epsilons": [1, 2]}, progress=False)
+    with pytest.raises(RunMismatch, match="another run \\(epsilons, model differ\\).*--restart"):
+        resume_records(path, items, squares, settings={"model": "b", "epsilons": [1]}, progress=False)
+    assert [r["id"] for r in resume_records(path, items[1:], squares, settings={"model": "a", "epsilons": [1, 2]},
+                                            progress=False)] == ["1", "2"]
+    assert len(resume_records(path, items, squares, settings={"model": "b"}, resume=False, progress=False)) == 3
+
+
+@pytest.mark.parametrize("ids, message", [(["a", "b", "a"], "'a' is there more than once"), (["a", ""], "non-empty")])
+def test_items_need_distinct_ids(tmp_path, ids, message):
+    with pytest.raises(ValueError, match=message):
+        resume_records(tmp_path / "r.jsonl", [Item(i) for i in ids], squares, progress=False)

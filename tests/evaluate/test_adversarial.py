@@ -4,6 +4,7 @@ model left as it was, and the diagnostic and its command on real boxed ImageNet 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -64,6 +65,20 @@ def test_the_model_is_left_as_it_was():
     assert model.training and model[1].training  # its modes
     assert all(p.grad is None for p in model.parameters())  # only the input was differentiated
     assert torch.equal(first, pgd(model, images, torch.tensor([0, 1]), 0.03, MEAN, STD, steps=3))  # eval: no dropout
+
+
+def test_the_summary_also_averages_over_the_successful_attacks_alone():
+    def record(i, success, pointing, correlation):
+        return {"id": str(i), "label": 0, "epsilon": 4, "method": "gradcam", "attack_success": success,
+                "adversarial_class": 1, "adversarial_confidence": 0.9, "original_confidence": 0.1,
+                "pointing_clean": 1.0, "pointing_adversarial": pointing, "energy_clean": 0.5,
+                "energy_adversarial": 0.5, "map_correlation": correlation}
+
+    rows = robustness_summary([record(0, True, 0.0, 0.2), record(1, False, 1.0, 1.0), record(2, True, 1.0, math.nan)])
+    row = rows[0]
+    assert (row["images"], row["successes"], row["attack_success"]) == (3, 2, pytest.approx(2 / 3))
+    assert row["pointing_adversarial"] == pytest.approx(2 / 3) and row["pointing_adversarial_succeeded"] == 0.5
+    assert row["map_correlation"] == pytest.approx(0.6) and row["map_correlation_succeeded"] == pytest.approx(0.2)
 
 
 @pytest.fixture(scope="module")

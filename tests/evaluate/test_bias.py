@@ -36,6 +36,25 @@ def test_regions_parse_and_land_where_the_fit_puts_them():
     assert torch.equal(parse_region("background").in_input((200, 100), SQUARE, inside), ~inside)
 
 
+def test_a_mask_region_is_what_is_not_black_in_any_colour(tmp_path):
+    """A blue watermark on black, RGBA with an opaque alpha: the region is the blue pixels (the
+    red channel alone, or the alpha, would find nothing or everything)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((100, 200, 4), np.uint8)
+    pixels[..., 3] = 255
+    pixels[80:100, 150:200, 2] = 200
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "logo.png")
+    region = parse_region(f"logo={tmp_path / 'logo.png'}")
+    (tmp_path / "logo.png").unlink()                     # read once, at parsing
+    where = region.in_input((200, 100), SQUARE, torch.zeros(100, 100, dtype=torch.bool))
+    assert int(where.sum()) == 20 * 25 and where[80:, 75:].all()   # the square resize halves the width
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(ValueError, match="black everywhere"):
+        parse_region(f"logo={tmp_path / 'black.png'}")
+
+
 @pytest.mark.parametrize("text, message", [
     ("frame=border:0", "positive width"), ("frame=border:x", "positive width"), ("=border:3", "NAME=SPEC"),
     ("logo=1,2,3", "not border:W"), ("logo=5,5,1,9", "empty"), ("logo=a,b,c,d", "four numbers"),

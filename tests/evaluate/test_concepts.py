@@ -71,8 +71,8 @@ def test_the_sentence_lists_the_channels_of_positive_weight_largest_first():
     assert first.sentence == f"the evidence for 'a' comes from channels 0 (red, IoU {dissection.name(0)[1]:.2f})"
     second = neuron_text(explanation, 1, dissection, ("a", "b"))
     assert [c for c, *_ in second.channels] == [1, 0]
-    # channel 1 fires nowhere: every IoU 0, named by the first concept, "red", at IoU 0
-    assert second.channels[0][2:] == ("red", 0.0)
+    # channel 1 fires nowhere: every IoU 0, below the detector cut, so it names no concept
+    assert second.channels[0][2:] == ("none", 0.0)
     assert concept_agreement([first, second], ["red", "elsewhere"]) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="layercam has no channel weights"):
         neuron_text(explanation, 0, dissection, ("a", "b"), method="layercam")
@@ -145,3 +145,17 @@ def test_concepts_from_a_segmented_dataset_name_the_channels(tmp_path):
     assert dissection.name(0)[0] == "red thing" and dissection.name(1)[0] == "green thing"
     with pytest.raises(ValueError, match="have no mask"):
         mask_concepts([type(samples[0])(samples[0].path, 0)], preprocessing, {1: "x"})
+
+
+def test_a_token_layer_is_dissected_as_explain_lays_it_out():
+    """The scene ViT's last block's norm (8×8 patch tokens of width 96 after a class token): its
+    96 features are dissected as the (96, 8, 8) maps explain() explains there, the same threshold
+    as a quantile of those maps."""
+    model = camlens.load("scenes-vit")
+    probe_scenes = scenes(12, seed=7)
+    images = scene_tensors(probe_scenes)
+    dissection = dissect(model.model, model.layer, images, scene_concepts(probe_scenes), quantile=0.9)
+    maps = camlens.explain(model.model, images, model.layer, "gradcam", 0).activations
+    assert maps.shape[1:] == (96, 8, 8) and dissection.iou.shape == (96, len(scene_concepts(probe_scenes)))
+    expected = torch.quantile(maps.transpose(0, 1).flatten(1).float(), 0.9, dim=1)
+    torch.testing.assert_close(dissection.thresholds.float(), expected, rtol=1e-4, atol=1e-5)

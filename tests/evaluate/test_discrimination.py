@@ -34,6 +34,10 @@ def test_keep_top_keeps_the_maps_top_pixels_and_their_ties():
     blurred = keep_top(larger, peak, 1 / 144, fill="blur")
     torch.testing.assert_close(blurred[0, :, 1:], gaussian_blur(larger)[0, :, 1:])
     assert torch.equal(blurred[0, :, 0, 0], larger[0, :, 0, 0])
+    sparse = torch.zeros(1, 4, 4)
+    sparse[0, 1, 1] = 0.5                  # one positive pixel: at 50 % it alone is kept, not the zeros
+    assert int((keep_top(images, sparse, 0.5, fill="mean")[0, 0] != 0).sum()) == 1
+    assert not keep_top(images, torch.zeros(1, 4, 4), 1.0, fill="mean").any()   # no evidence, nothing kept
     with pytest.raises(ValueError, match="in \\(0, 1\\], not 0"):
         keep_top(images, maps, 0)
     with pytest.raises(ValueError, match="unknown fill 'noise'"):
@@ -64,7 +68,7 @@ def test_pairs_are_read_by_name_or_index_and_refused_when_wrong(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("file,class_a,class_b\na.png,cat,2\n")
     pair, = read_pairs(path, names)
-    assert (pair.path, pair.a, pair.b, pair.id) == (tmp_path / "a.png", 0, 2, "a.png")
+    assert (pair.path, pair.a, pair.b, pair.id) == (tmp_path / "a.png", 0, 2, "a.png:0:2")
     for text, message in (("file,class\na.png,cat\n", "needs the columns file, class_a and class_b"),
                           ("file,class_a,class_b\na.png,cat,cow\n", "line 2: .*cow"),
                           ("file,class_a,class_b\na.png,dog,1\n", "both classes are 'dog'")):

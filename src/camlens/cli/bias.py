@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except LayerError as error:
         raise usage_error(error, args.model) from None
     except ValueError as error:
-        raise UsageError(f"{args.dataset}: {error}") from None
+        raise UsageError(str(error)) from None
     rows = bias_summary(records, loaded.class_names, args.threshold, args.lift)
     columns = ["name", "images", "accuracy", "energy_object", "object_area"] + \
               [f"energy:{r.name}" for r in regions] + ["flagged", "why"]

@@ -64,7 +64,8 @@ def versions() -> dict[str, str]:
 
 
 # options that count something, with the least each may be
-_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0, "images_per_step": 1, "limit": 1}
+_LEAST = {"batch_size": 1, "workers": 0, "max_side": 0, "images_per_step": 1, "limit": 1, "steps": 1, "k": 1,
+          "probe_count": 1, "examples": 0, "examples_classes": 0}
 
 
 def check_counts(args: argparse.Namespace) -> None:

@@ -10,12 +10,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from ..data import Sample, load_dataset
 from ..models import LoadedModel
 from .common import UsageError, add_device_option, add_model_options, load_model, parse_device
 
-__all__ = ["add_dataset_options", "dataset_samples", "device_model", "write_table"]
+__all__ = ["add_dataset_options", "dataset_samples", "device_model", "first", "write_table"]
+
+Item = TypeVar("Item")
 
 
 def add_dataset_options(parser: argparse.ArgumentParser, out: str, layer_help: str) -> None:
@@ -35,10 +38,16 @@ def dataset_samples(args: argparse.Namespace) -> list[Sample]:
         samples = load_dataset(args.dataset, args.images)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot load the dataset: {error}") from None
-    samples = samples[: args.limit] if args.limit else samples
-    if not samples:
-        raise UsageError(f"{args.dataset} lists no images")
-    return samples
+    return first(samples, args.limit, args.dataset)
+
+
+def first(items: list[Item], limit: int | None, source: str) -> list[Item]:
+    """The first ``limit`` of ``items`` read from ``source`` (all for ``None`` or 0), or a usage
+    error where there are none."""
+    items = items[:limit] if limit else items
+    if not items:
+        raise UsageError(f"{source} lists no images")
+    return items
 
 
 def device_model(args: argparse.Namespace, name: str | None = None, weights: str | None = None) -> LoadedModel:

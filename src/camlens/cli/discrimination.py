@@ -11,7 +11,7 @@ from ..engine.layers import LayerError
 from ..evaluate.discrimination import FRACTIONS, discrimination, discrimination_summary, read_pairs
 from ..metrics.discrimination import FILLS
 from .common import EXIT_OK, UsageError, add_device_option, add_model_options, method_names, subcommand, usage_error
-from .diagnostics import device_model, write_table
+from .diagnostics import device_model, first, write_table
 
 __all__ = ["add_parser", "run"]
 
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = read_pairs(args.pairs, loaded.class_names)
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read the pairs: {error}") from None
-    pairs = pairs[: args.limit] if args.limit else pairs
-    if not pairs:
-        raise UsageError(f"{args.pairs} lists no images")
+    pairs = first(pairs, args.limit, args.pairs)
     layer = loaded.layer if args.layer == "auto" else args.layer
     out = Path(args.out)
     try:
@@ -44,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
                                  images_per_step=args.images_per_step, resume=not args.restart)
     except LayerError as error:
         raise usage_error(error, args.model) from None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     rows = discrimination_summary(records, recognised_only=not args.all_images)
     print(write_table(out, "discrimination", rows, ("method", "fraction", "images", "rate", "low", "high"),
                       {"model": loaded.name, "layer": layer, "fill": args.fill, "all_images": args.all_images}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data import load_dataset
 from ..engine.layers import LayerError
 from ..evaluate import Protocol, ProtocolMismatch, check_dataset, check_groups, evaluate
 from ..metrics.faithfulness import MASK_KINDS, SCORE_KINDS
@@ -24,6 +23,7 @@ from .common import (
     subcommand,
     usage_error,
 )
+from .diagnostics import dataset_samples
 
 __all__ = ["add_parser", "run"]
 
@@ -36,13 +36,7 @@ def run(args: argparse.Namespace) -> int:
         check_groups(groups)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    try:
-        samples = load_dataset(args.dataset, args.images)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot load the dataset: {error}") from None
-    samples = samples[: args.limit] if args.limit else samples
-    if not samples:
-        raise UsageError(f"{args.dataset} lists no images")
+    samples = dataset_samples(args)
     try:
         check_dataset(samples, groups)
     except ValueError as error:

@@ -14,8 +14,10 @@ from PIL import Image
 from ..data import load_dataset, read_image, resolve_class
 from ..data.scenes import scene_concepts, scenes
 from ..engine.layers import LayerError
+from ..engine.modelstate import model_device
 from ..evaluate.concepts import dissect, mask_concepts, neuron_text
 from ..explain import explain
+from ..methods import METHODS
 from ..models import LoadedModel
 from .common import (
     EXIT_OK,
@@ -60,9 +62,13 @@ def run(args: argparse.Namespace) -> int:
     method, *more = method_names(args.method)
     if more:
         raise UsageError("--method takes one method")
+    weighted = [name for name, m in METHODS.items() if m.kind in ("weights", "perturbation")]
+    if method not in weighted:
+        raise UsageError(f"--method: {method} has no channel weights to rank channels by; use one that has "
+                         f"({', '.join(weighted)})")
     named = images_named(args.images)
     loaded = device_model(args)
-    device = next(loaded.model.parameters()).device
+    device = model_device(loaded.model) or torch.device("cpu")
     layer = loaded.layer if args.layer == "auto" else args.layer
     try:
         target = None if args.target is None else resolve_class(args.target, loaded.class_names)
@@ -73,9 +79,6 @@ def run(args: argparse.Namespace) -> int:
         explanation = explain(loaded.model, photos, layer, method, target)
     except LayerError as error:
         raise usage_error(error, args.model) from None
-    if method not in explanation.weights:
-        raise UsageError(f"--method: {method} has no channel weights to rank channels by; use one that has (gradcam, "
-                         "gradcampp, xgradcam, ablationcam, scorecam, liftcam)")
     images, concepts = _probe(args, loaded, device)
     try:
         dissection = dissect(loaded.model, layer, images, concepts, quantile=args.quantile, progress=True)

@@ -10,8 +10,9 @@ import torch
 
 from ..data import read_image, resolve_class
 from ..engine.layers import LayerError
+from ..engine.modelstate import model_device
+from ..evaluate.adversarial import EPSILONS, attack, robustness, robustness_summary
 from ..methods import METHODS
-from ..evaluate.adversarial import EPSILONS, pgd, robustness, robustness_summary
 from ..report import grid, overlay
 from .common import EXIT_OK, UsageError, method_names, subcommand, usage_error
 from .diagnostics import add_dataset_options, dataset_samples, device_model, write_table
@@ -19,7 +20,9 @@ from .diagnostics import add_dataset_options, dataset_samples, device_model, wri
 __all__ = ["add_parser", "run"]
 
 _SHOWN = ("attack_success", "adversarial_confidence", "pointing_clean", "pointing_adversarial", "energy_clean",
-          "energy_adversarial", "map_correlation")
+          "energy_adversarial", "map_correlation", "successes", "pointing_clean_succeeded",
+          "pointing_adversarial_succeeded", "energy_clean_succeeded", "energy_adversarial_succeeded",
+          "map_correlation_succeeded")
 
 
 def _epsilons(text: str) -> tuple[float, ...]:
@@ -37,16 +40,14 @@ def _examples(loaded, samples, methods, epsilon: float, target, steps: int, laye
     original class's map on each, per method (at most two)."""
     from ..explain import explain
 
-    preprocessing, device = loaded.preprocessing, next(loaded.model.parameters()).device
+    preprocessing, device = loaded.preprocessing, model_device(loaded.model) or torch.device("cpu")
     images = torch.stack([preprocessing(read_image(s.path)) for s in samples]).to(device)
     labels = torch.tensor([s.label for s in samples], device=device)
-    goal = labels if target is None else torch.full_like(labels, target)
-    attacked = pgd(loaded.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std, steps=steps,
-                   targeted=target is not None)
+    outcome = attack(loaded, images, labels, epsilon, target, steps)
+    attacked = outcome.images
     shown = methods[:2]
     clean, adversarial = (explain(loaded.model, x, layer, shown, labels) for x in (images, attacked))
-    with torch.no_grad():
-        predicted = loaded.model(attacked).argmax(dim=1).tolist()
+    predicted, succeeded = outcome.predicted.tolist(), outcome.succeeded.tolist()
     mean = torch.tensor(preprocessing.mean, device=device).view(3, 1, 1)
     std = torch.tensor(preprocessing.std, device=device).view(3, 1, 1)
 
@@ -66,8 +67,9 @@ def _examples(loaded, samples, methods, epsilon: float, target, steps: int, laye
         titles.append(["photo", f"attacked, {epsilon}/255"] +
                       [f"{METHODS[m].title} {when}" for m in shown for when in ("clean", "attacked")])
         names = loaded.class_names
-        labels_text.append(f"{sample.id}: {names[sample.label]}, attacked: predicted {names[predicted[i]]}; the maps "
-                           f"of {names[sample.label]}")
+        verdict = "attack succeeded" if succeeded[i] else "attack failed"
+        labels_text.append(f"{sample.id}: {names[sample.label]}; attacked ({verdict}): top class "
+                           f"{names[predicted[i]]}; the maps of {names[sample.label]}")
     path = out / "examples.jpg"
     grid(panels, titles, labels_text, panel_size=180).save(path, quality=85)
     return path
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     except LayerError as error:
         raise usage_error(error, args.model) from None
     except ValueError as error:
-        raise UsageError(f"{args.dataset}: {error}") from None
+        raise UsageError(str(error)) from None
     summary = robustness_summary(records)
     print(write_table(out, "summary", summary, ("epsilon", "method", *_SHOWN),
                       {"model": loaded.name, "layer": layer, "target": target, "steps": args.steps}))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.layers import LayerError
+from ..engine.layers import LayerError, resolve_layer
 from ..evaluate.trust import compare_models, trust_sheet, trust_summary
 from .common import EXIT_OK, UsageError, method_names, subcommand, usage_error
 from .diagnostics import add_dataset_options, dataset_samples, device_model, write_table
@@ -22,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
     samples = dataset_samples(args)
     models = [device_model(args), device_model(args, args.versus, args.versus_weights)]
     layers = [None if args.layer == "auto" else args.layer, None if args.versus_layer == "auto" else args.versus_layer]
+    for model, layer, name in zip(models, layers, (args.model, args.versus)):
+        try:
+            if layer is not None:
+                resolve_layer(model.model, layer)
+        except LayerError as error:
+            raise usage_error(error, name) from None
     out = Path(args.out)
     try:
         records = compare_models(models, samples, out, method=method, layers=layers, steps=args.steps,

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["read_jsonl", "append_jsonl", "resume_records"]
+__all__ = ["read_jsonl", "append_jsonl", "resume_records", "RunMismatch"]
 
 
 class _Identified(Protocol):
@@ -51,25 +51,70 @@ def append_jsonl(handle: IO[str], records: Iterable[dict]) -> None:
     os.fsync(handle.fileno())
 
 
+class RunMismatch(ValueError):
+    """A results folder holds results of a run with other settings: resuming would mix the two."""
+
+
+def _settle(path: Path, settings: Mapping) -> None:
+    """Record ``settings`` at ``path``; where an earlier run's are there and differ, refuse."""
+    settings = json.loads(json.dumps(settings))
+    if path.exists():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(earlier) | set(settings) if earlier.get(k) != settings.get(k))
+        if changed:
+            raise RunMismatch(f"{path.parent} holds results of another run ({', '.join(changed)} differ): resume "
+                              "with the same settings, or start afresh with --restart (its results are discarded) "
+                              "or another --out")
+    path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+
+
+def _completed_steps(path: Path) -> tuple[list[dict], set[str]]:
+    """The records of the steps the file holds whole, and their items' ids. Each step ends with a
+    ``{"done": [ids]}`` line written with its records; a step cut short (its records there, its
+    marker not) is removed from the file, so that it is done again."""
+    lines = read_jsonl(path)
+    last = max((k for k, line in enumerate(lines) if "done" in line and len(line) == 1), default=-1)
+    if last < len(lines) - 1:
+        kept = lines[: last + 1]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+        lines = kept
+    done = {i for line in lines if "done" in line and len(line) == 1 for i in line["done"]}
+    return [line for line in lines if not ("done" in line and len(line) == 1)], done
+
+
 def resume_records(path: str | Path, items: Sequence[Item], step: Callable[[list[Item]], Iterable[dict]], *,
-                   per_step: int = 8, desc: str = "", resume: bool = True, progress: bool = True) -> list[dict]:
-    """Run ``step`` over the ``items`` (anything with an ``id``) ``per_step`` at a time, appending
-    the records it returns to the JSON-lines file ``path`` as each step ends, with a progress bar.
-    Items whose ``id`` is already in the file are skipped, so a killed run resumes where it
-    stopped; ``resume=False`` starts the file afresh. Every record ``step`` writes must carry its
-    item's ``id``. Returns every record of the file."""
+                   settings: Mapping | None = None, per_step: int = 8, desc: str = "", resume: bool = True,
+                   progress: bool = True) -> list[dict]:
+    """Run ``step`` over the ``items`` (anything with a distinct, non-empty ``id``) ``per_step`` at
+    a time, appending the records it returns to the JSON-lines file ``path`` as each step ends,
+    with a progress bar. A step's records and a line naming its items are written together, so
+    a killed run resumes after its last whole step, skipping the items already done;
+    ``resume=False`` starts the file afresh. ``settings`` (anything that changes the records: the
+    model, its weights, the method, …) are kept beside the file (``NAME.settings.json``), and a
+    run whose settings differ from the file's refuses to resume (:class:`RunMismatch`). Every
+    record ``step`` writes must carry its item's ``id``. Returns the records of ``items``."""
     if per_step < 1:
         raise ValueError(f"per_step must be at least 1, not {per_step}")
+    ids = [item.id for item in items]
+    if any(not isinstance(i, str) or not i for i in ids):
+        raise ValueError("every item needs a non-empty id: the results are kept by id")
+    if len(set(ids)) < len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"item ids must be distinct: {twice!r} is there more than once")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recorded = path.with_name(f"{path.stem}.settings.json")
     if not resume:
         path.unlink(missing_ok=True)
-    done = {record.get("id") for record in read_jsonl(path)}
+        recorded.unlink(missing_ok=True)
+    _settle(recorded, settings or {})
+    _, done = _completed_steps(path)
     todo = [item for item in items if item.id not in done]
     with open(path, "a", encoding="utf-8") as handle, \
             tqdm(total=len(todo), desc=desc, unit="image", disable=not progress) as bar:
         for start in range(0, len(todo), per_step):
             group = todo[start:start + per_step]
-            append_jsonl(handle, step(group))
+            append_jsonl(handle, [*step(group), {"done": [item.id for item in group]}])
             bar.update(len(group))
-    return read_jsonl(path)
+    wanted = set(ids)
+    return [record for record in _completed_steps(path)[0] if record.get("id") in wanted]

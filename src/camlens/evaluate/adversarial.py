@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -30,13 +31,17 @@ from ..engine.modelstate import evaluation_mode, model_device
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in, pointing_hit
 from ..models import LoadedModel
+from .protocol import model_settings
 
-__all__ = ["EPSILONS", "pgd", "robustness", "robustness_summary", "ROBUSTNESS_COLUMNS"]
+__all__ = ["EPSILONS", "Attack", "attack", "pgd", "robustness", "robustness_summary", "ROBUSTNESS_COLUMNS",
+           "SUCCESS_COLUMNS"]
 
 EPSILONS = (1, 2, 4, 8)  # in 1/255, the Grad-CAM literature's range of imperceptible noise
 # what a record holds beyond id, label, epsilon and method
 ROBUSTNESS_COLUMNS = ("attack_success", "adversarial_class", "adversarial_confidence", "original_confidence",
                       "pointing_clean", "pointing_adversarial", "energy_clean", "energy_adversarial", "map_correlation")
+# what the summary also averages over the successful attacks alone
+SUCCESS_COLUMNS = ("pointing_clean", "pointing_adversarial", "energy_clean", "energy_adversarial", "map_correlation")
 
 
 def pgd(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, epsilon: float, mean: Sequence[float],
@@ -82,6 +87,40 @@ def pgd(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, epsilon: 
     return ((adversarial - mean_) / std_).detach()
 
 
+class Attack(NamedTuple):
+    """An attack's outcome, per image: the adversarial ``images`` (normalized), the model's
+    ``probabilities`` on them (sigmoids for a multi-label model), its ``predicted`` class and
+    that class's ``confidence``, and whether the attack ``succeeded``."""
+
+    images: torch.Tensor
+    probabilities: torch.Tensor
+    predicted: torch.Tensor
+    confidence: torch.Tensor
+    succeeded: torch.Tensor
+
+
+def attack(model: LoadedModel, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
+           target: int | None = None, steps: int = 10) -> Attack:
+    """:func:`pgd` on a zoo model's ``images`` at ``epsilon`` (in 1/255), untargeted (away from
+    ``labels``) or toward ``target``, and its outcome. Success: for a softmax model, the top class
+    is no longer the label (is the target); for a multi-label model, the label's sigmoid falls
+    below 0.5 (the target's rises above it), whatever else is predicted."""
+    multilabel = model.task == "multilabel"
+    goal = labels if target is None else torch.full_like(labels, target)
+    adversarial = pgd(model.model, images, goal, epsilon / 255, model.preprocessing.mean, model.preprocessing.std,
+                      steps=steps, targeted=target is not None, multilabel=multilabel)
+    with evaluation_mode(model.model), torch.no_grad():
+        logits = model.model(adversarial)
+    probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    if multilabel:
+        succeeded = probabilities.gather(1, goal[:, None])[:, 0] < 0.5 if target is None else \
+            probabilities[:, target] > 0.5
+    else:
+        succeeded = predicted != labels if target is None else predicted == target
+    return Attack(adversarial, probabilities, predicted, confidence, succeeded)
+
+
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     """Pearson's correlation of two maps (NaN when either is constant)."""
     a, b = a.flatten().double(), b.flatten().double()
@@ -112,7 +151,6 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
     layer = layer or model.layer
     device = model_device(model.model) or torch.device("cpu")
     preprocessing = model.preprocessing
-    multilabel = model.task == "multilabel"
     # the pointing game's 15 pixels are of a 224-pixel input: scaled to this model's
     tolerance = 15 * max(preprocessing.size) / 224
 
@@ -125,24 +163,15 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
         clean = explain(model.model, images, layer, methods, labels)
         records = []
         for epsilon in epsilons:
-            goal = labels if target is None else torch.full_like(labels, target)
-            adversarial = pgd(model.model, images, goal, epsilon / 255, preprocessing.mean, preprocessing.std,
-                              steps=steps, targeted=target is not None, multilabel=multilabel)
-            with torch.no_grad():
-                logits = model.model(adversarial)
-            probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)
-            confidence, predicted = probabilities.max(dim=1)
-            if multilabel:  # the label gone (or the target there), whatever else is predicted
-                success = probabilities.gather(1, goal[:, None])[:, 0] < 0.5 if target is None else \
-                    probabilities[:, target] > 0.5
-            else:
-                success = predicted != labels if target is None else predicted == target
-            attacked = explain(model.model, adversarial, layer, methods, labels)
+            outcome = attack(model, images, labels, epsilon, target, steps)
+            attacked = explain(model.model, outcome.images, layer, methods, labels)
+            succeeded, predicted = outcome.succeeded.tolist(), outcome.predicted.tolist()
+            confidence = outcome.confidence.tolist()
+            original = outcome.probabilities.gather(1, labels[:, None])[:, 0].tolist()
             for i, sample in enumerate(group):
                 shared = {"id": sample.id, "label": sample.label, "epsilon": epsilon,
-                          "attack_success": bool(success[i]), "adversarial_class": int(predicted[i]),
-                          "adversarial_confidence": float(confidence[i]),
-                          "original_confidence": float(probabilities[i, labels[i]])}
+                          "attack_success": succeeded[i], "adversarial_class": predicted[i],
+                          "adversarial_confidence": confidence[i], "original_confidence": original[i]}
                 for method in methods:
                     before, after = clean.maps[method][i].cpu(), attacked.maps[method][i].cpu()
                     records.append(shared | {
@@ -154,23 +183,33 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
                         "map_correlation": _correlation(before, after)})
         return records
 
+    settings = model_settings(model, layer) | {"methods": list(methods), "epsilons": list(epsilons),
+                                               "steps": steps, "target": target}
     return resume_records(Path(out) / "robustness.jsonl", [s for s in samples if s.label != target], step,
-                          per_step=images_per_step, desc="adversarial noise", resume=resume, progress=progress)
+                          settings=settings, per_step=images_per_step, desc="adversarial noise", resume=resume,
+                          progress=progress)
+
+
+def _mean(records: Sequence[dict], column: str) -> float:
+    """The mean of a column, NaN correlations (from constant maps) left out."""
+    values = [float(r[column]) for r in records if not (isinstance(r[column], float) and math.isnan(r[column]))]
+    return sum(values) / len(values) if values else math.nan
 
 
 def robustness_summary(records: Sequence[dict]) -> list[dict]:
-    """The mean of every measure per (ε, method), in the order first met (NaN correlations, from
-    constant maps, left out of their mean), with the number of photos."""
+    """The mean of every measure per (ε, method), in the order first met, with the number of
+    photos; and, over the photos whose attack succeeded only (``successes`` of them), the means of
+    :data:`SUCCESS_COLUMNS`, suffixed ``_succeeded``: the paper's claim is about those (a photo
+    whose prediction did not change says little)."""
     rows: dict[tuple, list[dict]] = {}
     for record in records:
         rows.setdefault((record["epsilon"], record["method"]), []).append(record)
     summary = []
     for (epsilon, method), found in rows.items():
         row = {"epsilon": epsilon, "method": method, "images": len(found)}
-        for column in ROBUSTNESS_COLUMNS:
-            if column == "adversarial_class":
-                continue
-            values = [float(r[column]) for r in found if not (isinstance(r[column], float) and math.isnan(r[column]))]
-            row[column] = sum(values) / len(values) if values else math.nan
+        row |= {column: _mean(found, column) for column in ROBUSTNESS_COLUMNS if column != "adversarial_class"}
+        succeeded = [r for r in found if r["attack_success"]]
+        row["successes"] = len(succeeded)
+        row |= {f"{column}_succeeded": _mean(succeeded, column) for column in SUCCESS_COLUMNS}
         summary.append(row)
     return summary

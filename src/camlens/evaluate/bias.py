@@ -36,6 +36,7 @@ from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in
 from ..models import LoadedModel
 from ..report import draw_box, grid, overlay
+from .protocol import model_settings
 from .regions import Region
 
 __all__ = ["bias_audit", "bias_summary", "bias_examples", "object_mask", "FLAG_THRESHOLD", "FLAG_LIFT"]
@@ -96,8 +97,9 @@ def bias_audit(model: LoadedModel, samples: Sequence[Sample], out: str | Path, *
             records.append(record)
         return records
 
-    return resume_records(Path(out) / "bias.jsonl", samples, step, per_step=images_per_step, desc="bias audit",
-                          resume=resume, progress=progress)
+    settings = model_settings(model, layer) | {"method": method, "regions": [repr(r) for r in regions]}
+    return resume_records(Path(out) / "bias.jsonl", samples, step, settings=settings, per_step=images_per_step,
+                          desc="bias audit", resume=resume, progress=progress)
 
 
 def bias_summary(records: Sequence[dict], class_names: Sequence[str] = (), threshold: float = FLAG_THRESHOLD,

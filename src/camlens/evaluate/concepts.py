@@ -10,7 +10,9 @@ as Network Dissection does), and
 
 .. math:: \mathrm{IoU}_{k,c} = \frac{\sum_x |\{A_k(x) > T_k\} \cap L_c(x)|}{\sum_x |\{A_k(x) > T_k\} \cup L_c(x)|}
 
-summed over the probe images :math:`x`. A channel is named by its best concept.
+summed over the probe images :math:`x`. A channel is named by its best concept if that IoU
+reaches Network Dissection's detector cut, 0.04 (:data:`DETECTOR_IOU`); a channel below it on
+every concept is named ``"none"``, and never counts as naming the class it explains.
 :func:`neuron_text` then turns one explained row into a sentence — "predicted 'red' because of
 channels 17 (red, IoU 0.41), 3 (circle, IoU 0.22), …" (as "the evidence for 'red' comes from
 channels …": the class explained need not be the one predicted) — from the ``k`` channels of largest
@@ -27,14 +29,19 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..data import Preprocessing, Sample, mask_in_input
 from ..engine.after import chunks
 from ..engine.capture import record_forward
 from ..engine.layers import resolve_layer
 from ..engine.modelstate import evaluation_mode
-from ..data import Preprocessing, Sample, mask_in_input
+from ..engine.tokens import TokenLayout, layout_finder
 from ..explanation import Explanation
 
-__all__ = ["Dissection", "dissect", "neuron_text", "NeuronText", "mask_concepts", "concept_agreement"]
+__all__ = ["Dissection", "dissect", "neuron_text", "NeuronText", "mask_concepts", "concept_agreement",
+           "DETECTOR_IOU", "NO_CONCEPT"]
+
+DETECTOR_IOU = 0.04   # Network Dissection's cut: a channel whose best IoU is below it detects nothing
+NO_CONCEPT = "none"
 
 
 @dataclass(frozen=True)
@@ -48,16 +55,20 @@ class Dissection:
     iou: torch.Tensor
 
     def name(self, channel: int) -> tuple[str, float]:
-        """The channel's best concept and its IoU."""
+        """The channel's best concept and its IoU; ``"none"`` where that IoU is below
+        :data:`DETECTOR_IOU` (a channel that detects no concept)."""
         best = int(self.iou[channel].argmax())
-        return self.concepts[best], float(self.iou[channel, best])
+        iou = float(self.iou[channel, best])
+        return (self.concepts[best] if iou >= DETECTOR_IOU else NO_CONCEPT), iou
 
 
 def dissect(model: nn.Module, layer: str, images: torch.Tensor, concepts: Mapping[str, torch.Tensor], *,
-            quantile: float = 0.995, batch_size: int = 64, progress: bool = False) -> Dissection:
+            quantile: float = 0.995, batch_size: int = 64, tokens: TokenLayout | None = None,
+            progress: bool = False) -> Dissection:
     """Name every channel of ``layer`` on a probe set (see the module docstring): ``images`` (N, C,
-    H, W) preprocessed for ``model``, ``concepts`` a mask (N, H, W) per concept name. Two passes
-    over the probe set: one for the thresholds, one for the IoUs."""
+    H, W) preprocessed for ``model``, ``concepts`` a mask (N, H, W) per concept name. A token
+    layer's channels are its features, laid out as :func:`~camlens.explain` does (``tokens``, or
+    found from the model). Two passes over the probe set: one for the thresholds, one for the IoUs."""
     if not concepts:
         raise ValueError("no concept to name channels by")
     wrong = [name for name, mask in concepts.items() if mask.shape != (images.shape[0], *images.shape[-2:])]
@@ -69,9 +80,11 @@ def dissect(model: nn.Module, layer: str, images: torch.Tensor, concepts: Mappin
     device = images.device
     layer_name, module = resolve_layer(model, layer)
     parts = list(chunks(images.shape[0], batch_size))
+    find_layout = layout_finder(model, tuple(images.shape[-2:]), tokens)
     with evaluation_mode(model), torch.no_grad():
-        activations = [record_forward(model, images[part], {layer_name: module}).activations(layer_name).detach() for part in
-                       tqdm(parts, desc="dissecting", unit="batch", disable=not progress)]
+        activations = [record_forward(model, images[part], {layer_name: module}, find_layout=find_layout)
+                       .activations(layer_name).detach()
+                       for part in tqdm(parts, desc="dissecting", unit="batch", disable=not progress)]
     everything = torch.cat([a.transpose(0, 1).flatten(1) for a in activations], dim=1)  # (K, N·h·w)
     step = -(-everything.shape[1] // (1 << 24))  # torch.quantile takes at most 2^24 values a row: every step-th
     thresholds = torch.quantile(everything[:, ::step].float(), quantile, dim=1).to(everything.dtype)
@@ -131,6 +144,7 @@ def mask_concepts(samples: Sequence[Sample], preprocessing: Preprocessing, names
 
 def concept_agreement(texts: Sequence[NeuronText], explained: Sequence[str]) -> float:
     """How often the named concepts of the channels of textual explanations are the very class
-    each explains (``explained[i]`` for ``texts[i]``): the share over every listed channel."""
+    each explains (``explained[i]`` for ``texts[i]``): the share over every listed channel, a
+    channel named ``"none"`` counting as a miss."""
     matches = [concept == name for text, name in zip(texts, explained) for _, _, concept, _ in text.channels]
     return sum(matches) / len(matches) if matches else float("nan")

@@ -29,6 +29,7 @@ from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.discrimination import FillKind, revealed
 from ..models import LoadedModel
+from .protocol import model_settings
 
 __all__ = ["Pair", "read_pairs", "composite_pairs", "discrimination", "discrimination_summary", "FRACTIONS"]
 
@@ -47,7 +48,8 @@ class Pair:
 
 def read_pairs(path: str | Path, class_names: Sequence[str]) -> list[Pair]:
     """The images of a ``file,class_a,class_b`` CSV (paths relative to its folder), classes given by
-    name or index; a missing column, an unknown class or a pair of one class twice is a ``ValueError``."""
+    name or index; a missing column, an unknown class or a pair of one class twice is a ``ValueError``.
+    A pair's id is ``file:a:b``, so one image may be listed with several pairs of its classes."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -61,7 +63,7 @@ def read_pairs(path: str | Path, class_names: Sequence[str]) -> list[Pair]:
             raise ValueError(f"{path}, line {number}: {error}") from None
         if a == b:
             raise ValueError(f"{path}, line {number}: both classes are {class_names[a]!r}; a pair needs two")
-        pairs.append(Pair(path.parent / row["file"], a, b, row["file"]))
+        pairs.append(Pair(path.parent / row["file"], a, b, f"{row['file']}:{a}:{b}"))
     return pairs
 
 
@@ -122,20 +124,21 @@ def discrimination(model: LoadedModel, pairs: Sequence[Pair], out: str | Path, m
         explained, other = torch.cat([a, b]), torch.cat([b, a])
         explanation = explain(model.model, both, layer, methods, explained)
         recognised = _recognised(model, explanation.outputs[: len(group)], a, b)
-        records = []
+        records, explained_list, other_list = [], explained.tolist(), other.tolist()
         for method in methods:
             for fraction in fractions:
                 scores = revealed(model.model, both, explanation.maps[method], explained, other, fraction,
                                   fill).tolist()
                 for row, score in enumerate(scores):
                     pair = group[row % len(group)]
-                    records.append({"id": pair.id, "explained": int(explained[row]), "other": int(other[row]),
+                    records.append({"id": pair.id, "explained": explained_list[row], "other": other_list[row],
                                     "method": method, "fraction": fraction, "fill": fill,
                                     "recognised": recognised[row % len(group)], "revealed": score})
         return records
 
-    return resume_records(Path(out) / "discrimination.jsonl", pairs, step, per_step=images_per_step,
-                          desc="class discrimination", resume=resume, progress=progress)
+    settings = model_settings(model, layer) | {"methods": list(methods), "fractions": list(fractions), "fill": fill}
+    return resume_records(Path(out) / "discrimination.jsonl", pairs, step, settings=settings,
+                          per_step=images_per_step, desc="class discrimination", resume=resume, progress=progress)
 
 
 def _wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:

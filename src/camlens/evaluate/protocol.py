@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import Box, Sample
+from ..data import Box, RunMismatch, Sample
 from ..metrics import faithfulness, localization
 from ..models import LoadedModel
 
-__all__ = ["Protocol", "ProtocolMismatch", "settle_protocol", "model_fingerprint", "dataset_fingerprint"]
+__all__ = ["Protocol", "ProtocolMismatch", "settle_protocol", "model_fingerprint", "model_settings",
+           "dataset_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Protocol:
         return localization.box_from_map(saliency, self.box_threshold, self.largest_component)
 
 
-class ProtocolMismatch(ValueError):
+class ProtocolMismatch(RunMismatch):
     """A results folder holds results measured under another protocol, model, layer, dataset or
     options."""
 
@@ -70,6 +71,14 @@ def model_fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def model_settings(model: LoadedModel, layer: str) -> dict:
+    """What of a model defines its results: its name, a fingerprint of its weights, how photos fit
+    its input and the explained layer (recorded by resumable runs, see
+    :func:`~camlens.data.resume_records`)."""
+    return {"model": model.name, "weights": model_fingerprint(model.model), "fit": model.preprocessing.fit,
+            "layer": layer}
 
 
 def dataset_fingerprint(samples: Sequence[Sample]) -> str:

@@ -7,18 +7,20 @@ A region is written ``NAME=SPEC`` (or ``SPEC`` alone, which then names it), ``SP
 - ``border:W``: a frame ``W`` pixels wide along the photo's edges;
 - ``x0,y0,x1,y1``: a rectangle, in the photo's pixels;
 - ``background``: everything outside the object (its boxes or mask);
-- a path to an image file: its non-zero pixels, the image the photos' size (a mask shared by
-  every photo, a watermark's, say).
+- a path to an image file: its pixels that are not black (any channel non-zero), the image the
+  photos' size (a mask shared by every photo, a watermark's, say); read once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from ..data import Preprocessing, boxes_in_input, mask_in_input
+from ..data import Preprocessing, boxes_in_input
 from ..metrics.localization import boxes_mask
 
 __all__ = ["Region", "parse_region"]
@@ -27,13 +29,15 @@ __all__ = ["Region", "parse_region"]
 @dataclass(frozen=True)
 class Region:
     """One user-given region: ``kind`` is ``"border"`` (``width`` in pixels), ``"rectangle"``
-    (``box``), ``"background"`` or ``"mask"`` (``path``)."""
+    (``box``), ``"background"`` or ``"mask"`` (``path``, read into ``image``: white where the
+    region is)."""
 
     name: str
     kind: str
     width: float = 0.0
     box: tuple[float, float, float, float] | None = None
     path: Path | None = None
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
 
     def in_input(self, photo_size: tuple[int, int], preprocessing: Preprocessing, object_mask: torch.Tensor) -> torch.Tensor:
         """The region as a boolean mask of the model input (height, width), for a photo of
@@ -41,7 +45,8 @@ class Region:
         if self.kind == "background":
             return ~object_mask
         if self.kind == "mask":
-            return mask_in_input(self.path, preprocessing, foreground=range(1, 256)).to(object_mask.device)
+            fitted = preprocessing.fit_image(self.image, Image.NEAREST, fill=0)
+            return torch.from_numpy(np.array(fitted) > 127).to(object_mask.device)
         width, height = photo_size
         if self.kind == "border":
             w = self.width
@@ -80,4 +85,13 @@ def parse_region(text: str) -> Region:
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"region {text!r}: not border:W, x0,y0,x1,y1, background or a mask image that exists")
-    return Region(name, "mask", path=path)
+    try:
+        with Image.open(path) as picture:
+            gray = picture.mode in ("1", "L", "I", "I;16", "F")   # else colours: alpha and palettes dropped
+            pixels = np.array(picture if gray else picture.convert("RGB"))
+    except OSError as error:
+        raise ValueError(f"region {text!r}: cannot read the mask image ({error})") from None
+    inside = pixels.any(axis=-1) if pixels.ndim == 3 else pixels != 0
+    if not inside.any():
+        raise ValueError(f"region {text!r}: the mask image is black everywhere, it marks no region")
+    return Region(name, "mask", path=path, image=Image.fromarray(inside.astype(np.uint8) * 255))

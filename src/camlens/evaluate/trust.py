@@ -36,6 +36,7 @@ from ..metrics.localization import energy_in, pointing_hit
 from ..models import LoadedModel
 from ..report import grid, overlay
 from .bias import object_mask
+from .protocol import model_settings
 
 __all__ = ["compare_models", "trust_summary", "trust_sheet", "TRUST_COLUMNS"]
 
@@ -56,8 +57,8 @@ def _names(models: Sequence[LoadedModel]) -> list[str]:
 
 
 def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out: str | Path, *,
-                   method: str = "gradcam", layers: Sequence[str | None] = (None, None), steps: int = 16, images_per_step: int = 8, resume: bool = True,
-                   progress: bool = True) -> list[dict]:
+                   method: str = "gradcam", layers: Sequence[str | None] = (None, None), steps: int = 16,
+                   images_per_step: int = 8, resume: bool = True, progress: bool = True) -> list[dict]:
     """Both ``models`` on ``samples`` (labelled, with boxes or masks), one record per image and
     model in ``out/trust.jsonl`` (see the module docstring): ``agree`` and, for each model,
     ``predicted`` and ``correct``; on agreeing images also the measures of :data:`TRUST_COLUMNS`
@@ -68,6 +69,11 @@ def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out
     if models[0].class_names != models[1].class_names:
         raise ValueError(f"{models[0].name} and {models[1].name} do not predict the same classes: their predictions "
                          "cannot agree")
+    if models[0].task != models[1].task:
+        raise ValueError(f"{models[0].name} is a {models[0].task} model and {models[1].name} a {models[1].task} one: "
+                         "their predictions cannot be compared")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, not {steps}")
     unusable = [s.id for s in samples if s.label is None or not (s.mask or s.boxes_of(s.label))]
     if unusable:
         raise ValueError(f"{len(unusable)} image(s) have no label or no box or mask of it (e.g. {unusable[0]}): the "
@@ -81,12 +87,18 @@ def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out
             images, labels, explanation = _explained(model, layer, method, photos, group)
             runs.append((model, images, labels, explanation, _verdicts(model, explanation.outputs, labels)))
         agree = [a == b for a, b in zip(runs[0][4], runs[1][4])]
+        agreeing = [i for i, same in enumerate(agree) if same]   # deletion and insertion on these only
         records = []
         for name, (model, images, labels, explanation, verdicts) in zip(names, runs):
             maps = explanation.maps[method]
             kind = "sigmoid" if model.task == "multilabel" else "probability"
-            curves = deletion_insertion(model.model, images, maps, labels, steps=steps, kind=kind)
-            deletion, insertion = auc(curves.deletion).tolist(), auc(curves.insertion).tolist()
+            deletion, insertion = {}, {}
+            if agreeing:
+                rows = torch.tensor(agreeing, device=images.device)
+                curves = deletion_insertion(model.model, images[rows], maps[rows], labels[rows], steps=steps,
+                                            kind=kind)
+                deletion = dict(zip(agreeing, auc(curves.deletion).tolist()))
+                insertion = dict(zip(agreeing, auc(curves.insertion).tolist()))
             tolerance = 15 * max(model.preprocessing.size) / 224
             for i, (sample, photo) in enumerate(zip(group, photos)):
                 correct = verdicts[i] == (1 if model.task == "multilabel" else sample.label)
@@ -101,7 +113,9 @@ def compare_models(models: Sequence[LoadedModel], samples: Sequence[Sample], out
                 records.append(record)
         return records
 
-    return resume_records(Path(out) / "trust.jsonl", samples, step, per_step=images_per_step,
+    settings = {"models": [model_settings(model, layer or model.layer) for model, layer in zip(models, layers)],
+                "method": method, "steps": steps}
+    return resume_records(Path(out) / "trust.jsonl", samples, step, settings=settings, per_step=images_per_step,
                           desc="comparing models", resume=resume, progress=progress)
 
 
