@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from camlens.data import RunMismatch, read_jsonl, resume_records
+from camlens.data import RunMismatch, read_jsonl, read_records, resume_records
 
 
 @dataclass
@@ -75,3 +75,39 @@ def test_resuming_with_other_settings_is_refused_and_only_the_items_asked_for_co
 def test_items_need_distinct_ids(tmp_path, ids, message):
     with pytest.raises(ValueError, match=message):
         resume_records(tmp_path / "r.jsonl", [Item(i) for i in ids], squares, progress=False)
+
+
+def test_a_run_that_did_nothing_does_not_hold_the_folder(tmp_path):
+    """A first run that fails in its first step (a wrong layer, say) leaves no result: the next
+    run, with other settings, starts rather than being refused."""
+    path = tmp_path / "records.jsonl"
+
+    def broken(group):
+        raise RuntimeError("wrong layer")
+
+    with pytest.raises(RuntimeError):
+        resume_records(path, [Item("0")], broken, settings={"layer": "oops"}, progress=False)
+    assert len(resume_records(path, [Item("0")], squares, settings={"layer": "right"}, progress=False)) == 1
+
+
+def test_files_of_older_versions_and_unreadable_settings_are_refused_not_erased(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "0", "square": 0}\n')                  # records, no step marker
+    with pytest.raises(RunMismatch, match="older camlens.*--restart"):
+        resume_records(path, [Item("0")], squares, progress=False)
+    assert path.read_text() == '{"id": "0", "square": 0}\n'        # untouched
+    path.unlink()
+    resume_records(path, [Item("0")], squares, settings={"a": 1}, progress=False)
+    (tmp_path / "records.settings.json").write_text('{"a": ')
+    with pytest.raises(RunMismatch, match="cannot be read"):
+        resume_records(path, [Item("0")], squares, settings={"a": 1}, progress=False)
+
+
+def test_read_records_leaves_out_markers_and_steps_cut_short(tmp_path):
+    path = tmp_path / "records.jsonl"
+    resume_records(path, [Item("0"), Item("1")], squares, per_step=1, progress=False)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"id": "2", "square": 4}\n')
+    before = path.read_text()
+    assert [r["id"] for r in read_records(path)] == ["0", "1"]
+    assert path.read_text() == before and read_records(tmp_path / "none.jsonl") == []

@@ -38,7 +38,8 @@ def test_regions_parse_and_land_where_the_fit_puts_them():
 
 def test_a_mask_region_is_what_is_not_black_in_any_colour(tmp_path):
     """A blue watermark on black, RGBA with an opaque alpha: the region is the blue pixels (the
-    red channel alone, or the alpha, would find nothing or everything)."""
+    red channel alone, or the alpha, would find nothing or everything); faint noise is not
+    region; on a transparent canvas, the opaque pixels are."""
     import numpy as np
     from PIL import Image
 
@@ -50,6 +51,15 @@ def test_a_mask_region_is_what_is_not_black_in_any_colour(tmp_path):
     (tmp_path / "logo.png").unlink()                     # read once, at parsing
     where = region.in_input((200, 100), SQUARE, torch.zeros(100, 100, dtype=torch.bool))
     assert int(where.sum()) == 20 * 25 and where[80:, 75:].all()   # the square resize halves the width
+    noisy = np.full((100, 200, 3), 6, np.uint8)        # a JPEG's noise in the black is not region
+    noisy[:10, :20] = 255
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    assert int(parse_region(f"{tmp_path / 'noisy.png'}").in_input((200, 100), SQUARE, where).sum()) == 10 * 10
+    canvas = np.full((100, 200, 4), 255, np.uint8)      # a logo on a transparent white canvas: where opaque
+    canvas[..., 3] = 0
+    canvas[:50, :100, 3] = 255
+    Image.fromarray(canvas, "RGBA").save(tmp_path / "canvas.png")
+    assert int(parse_region(f"{tmp_path / 'canvas.png'}").in_input((200, 100), SQUARE, where).sum()) == 50 * 50
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "black.png")
     with pytest.raises(ValueError, match="black everywhere"):
         parse_region(f"logo={tmp_path / 'black.png'}")

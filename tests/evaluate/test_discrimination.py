@@ -66,12 +66,14 @@ def test_a_map_reveals_its_class_when_what_it_keeps_speaks_for_it():
 def test_pairs_are_read_by_name_or_index_and_refused_when_wrong(tmp_path):
     names = ("cat", "dog", "bird")
     path = tmp_path / "pairs.csv"
-    path.write_text("file,class_a,class_b\na.png,cat,2\n")
-    pair, = read_pairs(path, names)
+    path.write_text("file,class_a,class_b\na.png,cat,2\na.png,dog,bird\n")   # one image, two pairs of its classes
+    pair, other = read_pairs(path, names)
     assert (pair.path, pair.a, pair.b, pair.id) == (tmp_path / "a.png", 0, 2, "a.png:0:2")
+    assert other.id == "a.png:1:2"
     for text, message in (("file,class\na.png,cat\n", "needs the columns file, class_a and class_b"),
                           ("file,class_a,class_b\na.png,cat,cow\n", "line 2: .*cow"),
-                          ("file,class_a,class_b\na.png,dog,1\n", "both classes are 'dog'")):
+                          ("file,class_a,class_b\na.png,dog,1\n", "both classes are 'dog'"),
+                          ("file,class_a,class_b\na.png,dog,cat\na.png,cat,dog\n", "line 3: .*listed already")):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             read_pairs(path, names)

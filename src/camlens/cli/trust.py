@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if trusted:
         row = next(r for r in rows if r["trust"])
         print(f"trust {trusted[0]}: its map puts more of the evidence on the object on {row['wins']:.0%} of them")
-    if agreed:
+    if agreed and args.examples:
         print(f"side by side: {trust_sheet(models, samples, records, out, count=args.examples, layers=layers)}")
     print(f"per-image results: {out}/trust.jsonl; trust.md/.csv/.json")
     return EXIT_OK

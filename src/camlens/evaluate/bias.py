@@ -97,7 +97,7 @@ def bias_audit(model: LoadedModel, samples: Sequence[Sample], out: str | Path, *
             records.append(record)
         return records
 
-    settings = model_settings(model, layer) | {"method": method, "regions": [repr(r) for r in regions]}
+    settings = model_settings(model, layer) | {"method": method, "regions": [r.settings() for r in regions]}
     return resume_records(Path(out) / "bias.jsonl", samples, step, settings=settings, per_step=images_per_step,
                           desc="bias audit", resume=resume, progress=progress)
 

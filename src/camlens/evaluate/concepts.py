@@ -71,6 +71,8 @@ def dissect(model: nn.Module, layer: str, images: torch.Tensor, concepts: Mappin
     found from the model). Two passes over the probe set: one for the thresholds, one for the IoUs."""
     if not concepts:
         raise ValueError("no concept to name channels by")
+    if NO_CONCEPT in concepts:
+        raise ValueError(f"a concept may not be named {NO_CONCEPT!r}: that names a channel that detects nothing")
     wrong = [name for name, mask in concepts.items() if mask.shape != (images.shape[0], *images.shape[-2:])]
     if wrong:
         raise ValueError(f"concept masks must be (N, H, W) = {(images.shape[0], *images.shape[-2:])}, one per probe "

@@ -55,7 +55,8 @@ def read_pairs(path: str | Path, class_names: Sequence[str]) -> list[Pair]:
         rows = list(csv.DictReader(handle))
     if rows and not {"file", "class_a", "class_b"} <= set(rows[0]):
         raise ValueError(f"{path} needs the columns file, class_a and class_b; it has {', '.join(rows[0])}")
-    pairs = []
+    pairs: list[Pair] = []
+    seen: set[tuple[str, frozenset[int]]] = set()
     for number, row in enumerate(rows, start=2):
         try:
             a, b = resolve_class(row["class_a"], class_names), resolve_class(row["class_b"], class_names)
@@ -63,6 +64,10 @@ def read_pairs(path: str | Path, class_names: Sequence[str]) -> list[Pair]:
             raise ValueError(f"{path}, line {number}: {error}") from None
         if a == b:
             raise ValueError(f"{path}, line {number}: both classes are {class_names[a]!r}; a pair needs two")
+        if (row["file"], frozenset((a, b))) in seen:
+            raise ValueError(f"{path}, line {number}: {row['file']} with {class_names[a]!r} and {class_names[b]!r} "
+                             "is listed already (each pair explains both its classes)")
+        seen.add((row["file"], frozenset((a, b))))
         pairs.append(Pair(path.parent / row["file"], a, b, f"{row['file']}:{a}:{b}"))
     return pairs
 
@@ -131,7 +136,8 @@ def discrimination(model: LoadedModel, pairs: Sequence[Pair], out: str | Path, m
                                   fill).tolist()
                 for row, score in enumerate(scores):
                     pair = group[row % len(group)]
-                    records.append({"id": pair.id, "explained": explained_list[row], "other": other_list[row],
+                    records.append({"id": pair.id, "image": str(pair.path),
+                                    "explained": explained_list[row], "other": other_list[row],
                                     "method": method, "fraction": fraction, "fill": fill,
                                     "recognised": recognised[row % len(group)], "revealed": score})
         return records
@@ -165,5 +171,6 @@ def discrimination_summary(records: Sequence[dict], recognised_only: bool = True
         hits = sum(r["revealed"] for r in found)
         low, high = _wilson(hits, len(found))
         rows.append({"method": method, "fraction": fraction, "maps": len(found),
-                     "images": len({r["id"] for r in found}), "rate": hits / len(found), "low": low, "high": high})
+                     "images": len({r.get("image", r["id"]) for r in found}), "rate": hits / len(found),
+                     "low": low, "high": high})
     return rows

@@ -7,12 +7,14 @@ A region is written ``NAME=SPEC`` (or ``SPEC`` alone, which then names it), ``SP
 - ``border:W``: a frame ``W`` pixels wide along the photo's edges;
 - ``x0,y0,x1,y1``: a rectangle, in the photo's pixels;
 - ``background``: everything outside the object (its boxes or mask);
-- a path to an image file: its pixels that are not black (any channel non-zero), the image the
-  photos' size (a mask shared by every photo, a watermark's, say); read once.
+- a path to an image file the photos' size (a mask shared by every photo, a watermark's, say):
+  where it is bright (a channel past 127), or, for an image with transparency, where it is
+  opaque (alpha past 127); read once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +32,7 @@ __all__ = ["Region", "parse_region"]
 class Region:
     """One user-given region: ``kind`` is ``"border"`` (``width`` in pixels), ``"rectangle"``
     (``box``), ``"background"`` or ``"mask"`` (``path``, read into ``image``: white where the
-    region is)."""
+    region is, and ``digest``, a SHA-256 of that, which names the region in a run's settings)."""
 
     name: str
     kind: str
@@ -38,6 +40,11 @@ class Region:
     box: tuple[float, float, float, float] | None = None
     path: Path | None = None
     image: Image.Image | None = field(default=None, compare=False, repr=False)
+    digest: str | None = None
+
+    def settings(self) -> dict:
+        """What defines the region in a run's recorded settings: a mask by its pixels, not its path."""
+        return {"name": self.name, "kind": self.kind, "width": self.width, "box": self.box, "mask": self.digest}
 
     def in_input(self, photo_size: tuple[int, int], preprocessing: Preprocessing, object_mask: torch.Tensor) -> torch.Tensor:
         """The region as a boolean mask of the model input (height, width), for a photo of
@@ -87,11 +94,15 @@ def parse_region(text: str) -> Region:
         raise ValueError(f"region {text!r}: not border:W, x0,y0,x1,y1, background or a mask image that exists")
     try:
         with Image.open(path) as picture:
-            gray = picture.mode in ("1", "L", "I", "I;16", "F")   # else colours: alpha and palettes dropped
-            pixels = np.array(picture if gray else picture.convert("RGB"))
+            rgba = np.array(picture.convert("RGBA"))
     except OSError as error:
         raise ValueError(f"region {text!r}: cannot read the mask image ({error})") from None
-    inside = pixels.any(axis=-1) if pixels.ndim == 3 else pixels != 0
+    alpha = rgba[..., 3]
+    # a logo on a transparent canvas: where it is opaque; else where any colour is bright (past
+    # half: a JPEG's noise in the black is not region)
+    inside = alpha > 127 if (alpha < 255).any() else rgba[..., :3].max(axis=-1) > 127
     if not inside.any():
         raise ValueError(f"region {text!r}: the mask image is black everywhere, it marks no region")
-    return Region(name, "mask", path=path, image=Image.fromarray(inside.astype(np.uint8) * 255))
+    pixels = inside.astype(np.uint8) * 255
+    digest = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+    return Region(name, "mask", path=path, image=Image.fromarray(pixels), digest=digest)
