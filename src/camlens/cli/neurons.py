@@ -14,7 +14,6 @@ from PIL import Image
 from ..data import load_dataset, read_image, resolve_class
 from ..data.scenes import scene_concepts, scenes
 from ..engine.layers import LayerError
-from ..engine.modelstate import model_device
 from ..evaluate.concepts import dissect, mask_concepts, neuron_text
 from ..explain import explain
 from ..methods import METHODS
@@ -55,7 +54,7 @@ def _probe(args: argparse.Namespace, loaded: LoadedModel, device: torch.device) 
         concepts = mask_concepts(samples, preprocessing, names)
     except ValueError as error:
         raise UsageError(f"--probe: {error}") from None
-    return torch.stack([preprocessing(read_image(s.path)) for s in samples]).to(device), concepts
+    return loaded.batch([read_image(s.path) for s in samples]), concepts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
                          f"({', '.join(weighted)})")
     named = images_named(args.images)
     loaded = device_model(args)
-    device = model_device(loaded.model) or torch.device("cpu")
+    device = loaded.device
     layer = loaded.layer if args.layer == "auto" else args.layer
     try:
         target = None if args.target is None else resolve_class(args.target, loaded.class_names)
     except ValueError as error:
         raise UsageError(f"--target: {error}") from None
     try:
-        photos = torch.stack([loaded.preprocessing(read_image(path)) for path, _ in named]).to(device)
+        photos = loaded.batch([read_image(path) for path, _ in named])
         explanation = explain(loaded.model, photos, layer, method, target)
     except LayerError as error:
         raise usage_error(error, args.model) from None

@@ -10,7 +10,6 @@ import torch
 
 from ..data import read_image, resolve_class
 from ..engine.layers import LayerError
-from ..engine.modelstate import model_device
 from ..evaluate.adversarial import EPSILONS, attack, robustness, robustness_summary
 from ..methods import METHODS
 from ..report import grid, overlay
@@ -40,8 +39,8 @@ def _examples(loaded, samples, methods, epsilon: float, target, steps: int, laye
     original class's map on each, per method (at most two)."""
     from ..explain import explain
 
-    preprocessing, device = loaded.preprocessing, model_device(loaded.model) or torch.device("cpu")
-    images = torch.stack([preprocessing(read_image(s.path)) for s in samples]).to(device)
+    preprocessing, device = loaded.preprocessing, loaded.device
+    images = loaded.batch([read_image(s.path) for s in samples])
     labels = torch.tensor([s.label for s in samples], device=device)
     outcome = attack(loaded, images, labels, epsilon, target, steps)
     attacked = outcome.images

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data import Sample, boxes_in_input, read_image, resume_records
-from ..engine.modelstate import evaluation_mode, model_device
+from ..engine.modelstate import evaluation_mode
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in, pointing_hit
 from ..models import LoadedModel
@@ -149,15 +149,14 @@ def robustness(model: LoadedModel, samples: Sequence[Sample], methods: Sequence[
         raise ValueError(f"{len(unusable)} image(s) have no label or no box of it (e.g. {unusable[0]}): the diagnostic "
                          "measures whether the original class's map stays on its object")
     layer = layer or model.layer
-    device = model_device(model.model) or torch.device("cpu")
     preprocessing = model.preprocessing
     # the pointing game's 15 pixels are of a 224-pixel input: scaled to this model's
     tolerance = 15 * max(preprocessing.size) / 224
 
     def step(group: list[Sample]) -> list[dict]:
         photos = [read_image(sample.path) for sample in group]
-        images = torch.stack([preprocessing(photo) for photo in photos]).to(device)
-        labels = torch.tensor([sample.label for sample in group], device=device)
+        images = model.batch(photos)
+        labels = torch.tensor([sample.label for sample in group], device=model.device)
         regions = [boxes_mask(boxes_in_input(sample.boxes_of(sample.label), photo.size, preprocessing),
                               preprocessing.size) for sample, photo in zip(group, photos)]
         clean = explain(model.model, images, layer, methods, labels)

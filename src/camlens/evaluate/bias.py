@@ -31,7 +31,6 @@ import torch
 from PIL import Image
 
 from ..data import Sample, boxes_in_input, mask_in_input, read_image, resume_records
-from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.localization import boxes_mask, energy_in
 from ..models import LoadedModel
@@ -76,13 +75,11 @@ def bias_audit(model: LoadedModel, samples: Sequence[Sample], out: str | Path, *
     if len(set(names)) < len(names) or "object" in names:
         raise ValueError(f"region names must be distinct and not 'object': {names}")
     layer = layer or model.layer
-    device = model_device(model.model) or torch.device("cpu")
 
     def step(group: list[Sample]) -> list[dict]:
         photos = [read_image(sample.path) for sample in group]
-        images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-        labels = torch.tensor([sample.label for sample in group], device=device)
-        explanation = explain(model.model, images, layer, method, labels)
+        labels = torch.tensor([sample.label for sample in group], device=model.device)
+        explanation = explain(model.model, model.batch(photos), layer, method, labels)
         correct = _correct(model, explanation.outputs, labels).tolist()
         maps = explanation.maps[method].cpu()
         records = []
@@ -148,10 +145,8 @@ def bias_examples(model: LoadedModel, samples: Sequence[Sample], records: Sequen
     if not chosen:
         raise ValueError(f"no audited image of class {label}")
     method = next(r["method"] for r in records if r["label"] == label)
-    device = model_device(model.model) or torch.device("cpu")
     photos = [read_image(sample.path) for sample in chosen]
-    images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-    explanation = explain(model.model, images, layer or model.layer, method, label)
+    explanation = explain(model.model, model.batch(photos), layer or model.layer, method, label)
     panels, titles, captions = [], [], []
     scale = max(1, 224 // max(model.preprocessing.size))  # small inputs (64 px scenes) drawn larger
     for i, (sample, photo) in enumerate(zip(chosen, photos)):

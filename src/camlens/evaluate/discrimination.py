@@ -25,7 +25,6 @@ import torch
 from PIL import Image, ImageOps
 
 from ..data import Sample, read_image, resume_records, resolve_class
-from ..engine.modelstate import model_device
 from ..explain import explain
 from ..metrics.discrimination import FillKind, revealed
 from ..models import LoadedModel
@@ -119,12 +118,11 @@ def discrimination(model: LoadedModel, pairs: Sequence[Pair], out: str | Path, m
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise ValueError(f"fractions must be in (0, 1], not {list(fractions)}")
     layer = layer or model.layer
-    device = model_device(model.model) or torch.device("cpu")
 
     def step(group: list[Pair]) -> list[dict]:
-        images = torch.stack([model.preprocessing(read_image(p.path)) for p in group]).to(device)
-        a = torch.tensor([p.a for p in group], device=device)
-        b = torch.tensor([p.b for p in group], device=device)
+        images = model.batch([read_image(p.path) for p in group])
+        a = torch.tensor([p.a for p in group], device=model.device)
+        b = torch.tensor([p.b for p in group], device=model.device)
         both = images.repeat(2, 1, 1, 1)                 # rows 0..B-1 explain a, B..2B-1 explain b
         explained, other = torch.cat([a, b]), torch.cat([b, a])
         explanation = explain(model.model, both, layer, methods, explained)

@@ -24,7 +24,6 @@ from tqdm import tqdm
 from ..data import ImageReadError, Sample, boxes_in_input, mask_in_input, read_image
 from ..data.jsonl import append_jsonl, read_jsonl
 from ..engine.inference import inference_copy
-from ..engine.modelstate import model_device
 from ..explain import explain
 from ..explanation import Explanation
 from ..metrics import axioms, faithfulness, localization
@@ -214,7 +213,7 @@ def evaluator(model: LoadedModel, methods: Sequence[str], *, groups: Sequence[st
     (``diagnose``) go under ``out``; nothing else is written."""
     check_groups(groups)
     methods, groups = tuple(methods), tuple(groups)
-    device = model_device(model.model) or torch.device("cpu")
+    device = model.device
     scorer = inference_copy(model.model) if {"faithfulness", "occlusion"} & set(groups) else None
     step = _Step(model, scorer, methods, methods, layer or model.layer, groups, protocol,
                  batch_size or default_batch_size(device), diagnose, Path(out) if out is not None else Path("."),

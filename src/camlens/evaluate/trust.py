@@ -28,7 +28,6 @@ import torch
 from PIL import Image
 
 from ..data import Sample, read_image, resume_records
-from ..engine.modelstate import model_device
 from ..explain import explain
 from ..explanation import Explanation
 from ..metrics.faithfulness import auc, deletion_insertion
@@ -181,7 +180,6 @@ def _explained(model: LoadedModel, layer: str | None, method: str, photos: Seque
                samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, Explanation]:
     """``photos`` as ``model`` sees them, their labels and ``method``'s maps of the labels at
     ``layer`` (the model's own for ``None``), on the model's device."""
-    device = model_device(model.model) or torch.device("cpu")
-    images = torch.stack([model.preprocessing(photo) for photo in photos]).to(device)
-    labels = torch.tensor([sample.label for sample in samples], device=device)
+    images = model.batch(photos)
+    labels = torch.tensor([sample.label for sample in samples], device=model.device)
     return images, labels, explain(model.model, images, layer or model.layer, method, labels)

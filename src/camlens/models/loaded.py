@@ -9,11 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 from torch import nn
 
 from ..data.labels import resolve_class
 from ..data.preprocessing import Preprocessing
 from ..engine.layers import LayerError, auto_layer, layer_output_shapes
+from ..engine.modelstate import model_device
 from ..engine.tokens import find_layout
 from ..targets import Classes, CTCTarget, RegionScore, Target
 from ..targets.resolve import top_k
@@ -65,6 +67,16 @@ class LoadedModel:
     question: Callable[[str, int], tuple[torch.Tensor, ...]] | None = field(default=None, repr=False)
     caption: Callable[[str, int], tuple[tuple[torch.Tensor, ...], Target]] | None = field(default=None, repr=False)
     embedding: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters (or buffers) are; the CPU for a model with none."""
+        return model_device(self.model) or torch.device("cpu")
+
+    def batch(self, photos: Sequence[Image.Image]) -> torch.Tensor:
+        """``photos`` as the model sees them: each preprocessed, stacked (N, C, H, W), on the
+        model's device."""
+        return torch.stack([self.preprocessing(photo) for photo in photos]).to(self.device)
 
     def inputs(self, images: torch.Tensor) -> object:
         """What the model is called with for ``images`` when no text is given: the images, and for
