@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import camlens
 from camlens.data.scenes import LABELS, scene_concepts, scene_tensors, scenes
-from camlens.evaluate.concepts import NO_CONCEPT, concept_agreement, dissect, neuron_text
-from camlens.targets import Classes
+from camlens.evaluate.concepts import NO_CONCEPT, chance_agreement, concept_agreement, dissect, scene_texts
 
 
 def main() -> None:
     model = camlens.load("scenes-classifier")
     probe = scenes(300, seed=7)
     dissection = dissect(model.model, model.layer, scene_tensors(probe), scene_concepts(probe))
-    names = [dissection.name(k)[0] for k in range(len(dissection.thresholds))]
-    texts, explained = [], []
-    for scene in scenes(100, seed=2026):
-        labels = [i for i, present in enumerate(scene.labels.tolist()) if present]
-        explanation = camlens.explain(model.model, scene_tensors([scene]), model.layer, "gradcam", Classes(labels))
-        texts += [neuron_text(explanation, row, dissection, model.class_names) for row in range(len(labels))]
-        explained += [LABELS[label] for label in labels]
-    chance = sum(names.count(label) for label in explained) / len(names) / len(explained)
+    names = dissection.names()
+    texts, explained = scene_texts(model, dissection, scenes(100, seed=2026))
+    chance = chance_agreement(dissection, explained)
     print(f"channels: {len(names)}, detecting no concept: {names.count(NO_CONCEPT)}")
     print(f"agreement of the top-5 channels' concepts with the label: {concept_agreement(texts, explained):.2f} "
           f"(chance {chance:.2f}) over {len(texts)} explained labels")

@@ -12,8 +12,8 @@ from torch import nn
 
 import camlens
 from camlens.cli import main
-from camlens.data.scenes import LABELS, scene_concepts, scene_tensors, scenes
-from camlens.evaluate.concepts import concept_agreement, dissect, neuron_text
+from camlens.data.scenes import scene_concepts, scene_tensors, scenes
+from camlens.evaluate.concepts import chance_agreement, concept_agreement, dissect, neuron_text, scene_texts
 from camlens.targets import Classes
 
 
@@ -50,6 +50,9 @@ def test_dissection_iou_in_closed_form():
     assert dissection.iou[0, 1] == 0
     assert dissection.name(0) == ("red", pytest.approx(fired / 100))
     assert dissection.iou[1].tolist() == [0.0, 0.0]          # green never exceeds its threshold 0
+    assert dissection.names() == ["red", "none"]
+    # channels at random: half are named "red", none "elsewhere"
+    assert chance_agreement(dissection, ["red", "elsewhere"]) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="concept masks must be"):
         dissect(two_channel_model(), "0", images, {"red": concepts["red"][:2]})
     with pytest.raises(ValueError, match="quantile must be in"):
@@ -87,14 +90,8 @@ def test_on_scenes_the_top_channels_name_the_class_they_explain():
     model = camlens.load("scenes-classifier")
     probe_scenes = scenes(300, seed=7)
     dissection = dissect(model.model, model.layer, scene_tensors(probe_scenes), scene_concepts(probe_scenes))
-    texts, explained = [], []
-    for scene in scenes(40, seed=2026):
-        labels = [i for i, present in enumerate(scene.labels.tolist()) if present]
-        explanation = camlens.explain(model.model, scene_tensors([scene]), model.layer, "gradcam", Classes(labels))
-        texts += [neuron_text(explanation, row, dissection, model.class_names) for row in range(len(labels))]
-        explained += [LABELS[label] for label in labels]
-    names = [dissection.name(k)[0] for k in range(len(dissection.thresholds))]
-    chance = sum(names.count(label) for label in explained) / len(names) / len(explained)
+    texts, explained = scene_texts(model, dissection, scenes(40, seed=2026))
+    chance = chance_agreement(dissection, explained)
     agreement = concept_agreement(texts, explained)
     assert agreement >= 0.5 and agreement >= 3 * chance
     shapes = [t for t, label in zip(texts, explained) if label in ("circle", "square", "triangle", "star")]

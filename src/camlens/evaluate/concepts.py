@@ -30,15 +30,19 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..data import Preprocessing, Sample, mask_in_input
+from ..data.scenes import LABELS, Scene, scene_tensors
 from ..engine.after import chunks
 from ..engine.capture import record_forward
 from ..engine.layers import resolve_layer
 from ..engine.modelstate import evaluation_mode
 from ..engine.tokens import TokenLayout, layout_finder
+from ..explain import explain
 from ..explanation import Explanation
+from ..models import LoadedModel
+from ..targets import Classes
 
 __all__ = ["Dissection", "dissect", "neuron_text", "NeuronText", "mask_concepts", "concept_agreement",
-           "DETECTOR_IOU", "NO_CONCEPT"]
+           "scene_texts", "chance_agreement", "DETECTOR_IOU", "NO_CONCEPT"]
 
 DETECTOR_IOU = 0.04   # Network Dissection's cut: a channel whose best IoU is below it detects nothing
 NO_CONCEPT = "none"
@@ -60,6 +64,10 @@ class Dissection:
         best = int(self.iou[channel].argmax())
         iou = float(self.iou[channel, best])
         return (self.concepts[best] if iou >= DETECTOR_IOU else NO_CONCEPT), iou
+
+    def names(self) -> list[str]:
+        """Every channel's name (:meth:`name`), in channel order."""
+        return [self.name(channel)[0] for channel in range(len(self.thresholds))]
 
 
 def dissect(model: nn.Module, layer: str, images: torch.Tensor, concepts: Mapping[str, torch.Tensor], *,
@@ -150,3 +158,24 @@ def concept_agreement(texts: Sequence[NeuronText], explained: Sequence[str]) -> 
     channel named ``"none"`` counting as a miss."""
     matches = [concept == name for text, name in zip(texts, explained) for _, _, concept, _ in text.channels]
     return sum(matches) / len(matches) if matches else float("nan")
+
+
+def scene_texts(model: LoadedModel, dissection: Dissection, batch: Sequence[Scene], method: str = "gradcam",
+                k: int = 5) -> tuple[list[NeuronText], list[str]]:
+    """The textual explanation of every label present in every scene of ``batch`` (one
+    :func:`explain` per scene), and the labels explained, for :func:`concept_agreement`."""
+    texts, explained = [], []
+    for scene in batch:
+        labels = [i for i, present in enumerate(scene.labels.tolist()) if present]
+        explanation = explain(model.model, scene_tensors([scene]).to(model.device), dissection.layer, method,
+                              Classes(labels))
+        texts += [neuron_text(explanation, row, dissection, model.class_names, method, k) for row in range(len(labels))]
+        explained += [LABELS[label] for label in labels]
+    return texts, explained
+
+
+def chance_agreement(dissection: Dissection, explained: Sequence[str]) -> float:
+    """What :func:`concept_agreement` would be for channels drawn at random: the share of the
+    channels named by each explained label, averaged over ``explained``."""
+    names = dissection.names()
+    return sum(names.count(label) for label in explained) / len(names) / len(explained)
